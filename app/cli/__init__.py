@@ -1,0 +1,14 @@
+"""Flask CLI commands (`flask --app app ...`)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_cli(app: Flask) -> None:
+    """Attach every command group to the app."""
+    from app.cli.demo import db_cli, demo_cli
+    from app.cli.schedules import schedules_cli
+
+    for group in (db_cli, demo_cli, schedules_cli):
+        app.cli.add_command(group)

@@ -1,0 +1,44 @@
+"""Settings from the environment, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
+DEFAULT_SCHEDULE_FILE = PROJECT_ROOT / "scheduler_boot" / "schedule.toml"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def instance_dir() -> Path:
+    """Directory for local state (SQLite file, embedded Redis data)."""
+    return Path(os.environ.get("CRONWORK_INSTANCE_DIR", DEFAULT_INSTANCE_DIR))
+
+
+def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Build the Flask config mapping from environment variables.
+
+    Reading the environment opens no connection: URLs are only parsed later, lazily.
+    """
+    env = dict(os.environ if env is None else env)
+    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir() / 'cronwork.db'}"
+    app_timezone = env.get("APP_TIMEZONE", "Asia/Shanghai")
+    ZoneInfo(app_timezone)  # an unknown zone is a configuration error, reported at start
+    return {
+        "REDIS_URL": env.get("REDIS_URL", DEFAULT_REDIS_URL),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SCHEDULE_FILE": env.get("SCHEDULE_FILE", str(DEFAULT_SCHEDULE_FILE)),
+        "APP_TIMEZONE": app_timezone,
+        "CRONWORK_PREFIX": env.get("CRONWORK_PREFIX", "cronwork"),
+        "SECRET_KEY": env.get("SECRET_KEY", ""),
+        "ADMIN_TOKEN": env.get("ADMIN_TOKEN", ""),
+        "ADMIN_USER": env.get("ADMIN_USER", ""),
+        "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
+        # Seconds a process keeps retrying Redis/DB at start before it exits non-zero.
+        "STARTUP_TIMEOUT": float(env.get("STARTUP_TIMEOUT", "10")),
+        # A health_check heartbeat older than this makes /healthz unhealthy.
+        "HEARTBEAT_MAX_AGE": float(env.get("HEARTBEAT_MAX_AGE", "120")),
+    }

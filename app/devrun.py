@@ -1,0 +1,60 @@
+"""`make run`: the whole system on embedded defaults, under honcho.
+
+Uses REDIS_URL when set; otherwise adds the bundled redis-server (data under instance/)
+as one more honcho process, so Ctrl-C stops it with everything else. Seeds the SQLite
+database with demo data on first run.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from app.config import PROJECT_ROOT, instance_dir
+
+EMBEDDED_REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "6390"))
+
+
+def dev_secret(path: Path) -> str:
+    """A random secret kept under instance/ so restarts keep sessions and tokens."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+    return path.read_text().strip()
+
+
+def main() -> int:
+    folder = instance_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    procfile = (PROJECT_ROOT / "Procfile").read_text()
+    if not env.get("REDIS_URL"):
+        env["REDIS_URL"] = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
+        redis_dir = folder / "redis"
+        procfile = (
+            f"redis: {sys.executable} -m app.embedded_redis --port {EMBEDDED_REDIS_PORT} "
+            f"--dir {redis_dir}\n" + procfile
+        )
+    env.setdefault("SECRET_KEY", dev_secret(folder / "dev-secret-key"))
+    web = f"http://{env.setdefault('WEB_HOST', '127.0.0.1')}:{env.setdefault('WEB_PORT', '8000')}/"
+    bin_dir = str(Path(sys.executable).parent)
+    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
+    flask = [sys.executable, "-m", "flask", "--app", "app"]
+    if not (folder / "cronwork.db").exists() and not env.get("DATABASE_URL"):
+        subprocess.run([*flask, "demo", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
+    generated = folder / "Procfile.run"
+    generated.write_text(procfile)
+    sys.stdout.write(
+        f"Cronwork: web at {web} (health: {web}healthz), Redis at {env['REDIS_URL']}\n"
+        "Ctrl-C stops every process.\n"
+    )
+    sys.stdout.flush()
+    honcho = [sys.executable, "-m", "honcho", "-f", str(generated), "-d", str(PROJECT_ROOT), "start"]
+    os.execve(sys.executable, honcho, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

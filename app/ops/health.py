@@ -1,0 +1,59 @@
+"""`/healthz`: Redis, database, the end-to-end heartbeat, the scheduler loop and workers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import current_app, jsonify
+from flask.typing import ResponseReturnValue
+from redis.exceptions import RedisError
+from rq import Worker
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.extensions import db, get_redis
+from app.ops import ops_blueprint
+from app.readiness import mask_url
+from app.services.heartbeat import heartbeat_age
+from scheduler_boot.keys import Keys
+
+
+@ops_blueprint.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """200 when every part is healthy, 503 naming the failing part otherwise."""
+    now = datetime.now(UTC)
+    max_age = float(current_app.config["HEARTBEAT_MAX_AGE"])
+    checks: dict[str, Any] = {}
+    redis = get_redis()
+    try:
+        redis.ping()
+        keys = Keys(current_app.config["CRONWORK_PREFIX"])
+        beats = [float(v) for v in redis.hvals(keys.scheduler_heartbeat)]
+        scheduler_age = now.timestamp() - max(beats) if beats else None
+        checks["redis"] = {"ok": True}
+        checks["scheduler"] = {
+            "ok": scheduler_age is not None and scheduler_age <= max_age,
+            "heartbeat_age": _round(scheduler_age),
+        }
+        checks["workers"] = {"ok": True, "count": Worker.count(connection=redis)}
+    except RedisError as exc:
+        url = mask_url(current_app.config["REDIS_URL"])
+        checks["redis"] = {"ok": False, "error": f"{url}: {exc}"}
+    try:
+        db.session.execute(text("SELECT 1"))
+        age = heartbeat_age(now)
+        checks["database"] = {"ok": True}
+        checks["health_check"] = {"ok": age is not None and age <= max_age, "age": _round(age)}
+    except SQLAlchemyError as exc:
+        url = mask_url(current_app.config["SQLALCHEMY_DATABASE_URI"])
+        checks["database"] = {"ok": False, "error": f"{url}: {type(exc).__name__}"}
+    finally:
+        db.session.remove()
+    healthy = all(part["ok"] for part in checks.values()) and "health_check" in checks
+    status = 200 if healthy else 503
+    return jsonify({"status": "ok" if healthy else "unhealthy", "checks": checks}), status
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

@@ -1,0 +1,1 @@
+"""Business logic shared by the jobs and the ops API."""

@@ -1,0 +1,1 @@
+"""The boot script and the scheduler process: `python -m scheduler_boot`."""

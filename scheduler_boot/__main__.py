@@ -1,0 +1,97 @@
+"""`python -m scheduler_boot`: validate the schedule, reconcile it with Redis, run the loop.
+
+--check       validate only (exit 0, or 2 with one line per problem)
+--next N      print the next N fire times of every enabled schedule, in its zone
+--dry-run     print the reconcile plan, write nothing
+--sync-only   reconcile and exit
+(no flag)     reconcile, then run the scheduler loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from datetime import UTC, datetime
+
+from app import create_app
+from app.extensions import make_redis
+from app.readiness import ServiceUnavailable, wait_for_services
+from scheduler_boot.keys import Keys
+from scheduler_boot.scheduler import CronworkScheduler
+from scheduler_boot.spec import Schedule, ScheduleError, load_schedule
+from scheduler_boot.sync import apply_plan, compute_plan
+from scheduler_boot.timing import fire_times
+
+log = logging.getLogger("scheduler_boot")
+
+EXIT_BAD_SCHEDULE = 2
+EXIT_UNAVAILABLE = 1
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m scheduler_boot",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="validate the schedule file only")
+    mode.add_argument("--next", type=int, metavar="N", help="print the next N fire times")
+    mode.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    mode.add_argument("--sync-only", action="store_true", help="reconcile and exit")
+    parser.add_argument(
+        "--file", help="schedule file (default: SCHEDULE_FILE or scheduler_boot/schedule.toml)"
+    )
+    parser.add_argument("--burst", action="store_true", help="run one scheduler pass, then exit")
+    return parser.parse_args(argv)
+
+
+def print_next(schedule: Schedule, count: int, now: datetime) -> None:
+    """`name<TAB>ISO-8601 with offset` lines, in each schedule's own zone."""
+    for name, spec in schedule.enabled.items():
+        for instant in fire_times(spec.trigger, spec.zone, now, count):
+            sys.stdout.write(f"{name}\t{instant.astimezone(spec.zone).isoformat()}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app()
+    path = args.file or app.config["SCHEDULE_FILE"]
+    now = datetime.now(UTC)
+    try:
+        schedule = load_schedule(path, now)
+    except ScheduleError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_BAD_SCHEDULE
+    if args.check:
+        sys.stdout.write(f"{path}: ok, {len(schedule.specs)} schedules ({len(schedule.enabled)} enabled)\n")
+        return 0
+    if args.next is not None:
+        print_next(schedule, args.next, now)
+        return 0
+
+    try:
+        wait_for_services(app)
+    except ServiceUnavailable as exc:
+        sys.stderr.write(f"scheduler_boot: {exc}\n")
+        return EXIT_UNAVAILABLE
+    connection = make_redis(app.config["REDIS_URL"])
+    keys = Keys(app.config["CRONWORK_PREFIX"])
+    if args.dry_run:
+        sys.stdout.write(compute_plan(connection, schedule.specs, keys).render() + "\n")
+        return 0
+    plan = apply_plan(connection, schedule.specs, keys, now)
+    sys.stdout.write(plan.render() + "\n")
+    sys.stdout.flush()
+    if args.sync_only:
+        return 0
+    scheduler = CronworkScheduler(connection, keys)
+    log.info("scheduler name=%s started, %d schedules", scheduler.name, len(schedule.enabled))
+    scheduler.run(burst=args.burst)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

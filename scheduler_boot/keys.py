@@ -1,0 +1,59 @@
+"""Names of every Redis key and RQ job id Cronwork owns, derived from one prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# rq-scheduler's sorted set of scheduled jobs (score = next fire time, epoch seconds).
+RQ_SCHEDULER_SET = "rq:scheduler:scheduled_jobs"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key and id names under one configurable prefix."""
+
+    prefix: str = "cronwork"
+
+    def template_id(self, name: str) -> str:
+        """RQ job id of a schedule's template in rq-scheduler's set (letters, digits, -, _)."""
+        return f"{self.prefix}-{name}"
+
+    def run_id(self, name: str, tick_epoch: int) -> str:
+        """RQ job id of one occurrence: deterministic, so a duplicate enqueue is detectable."""
+        return f"{self.prefix}-{name}-{tick_epoch}"
+
+    def name_from_template_id(self, job_id: str) -> str | None:
+        """The schedule name of a template id, or None for a foreign job."""
+        head = f"{self.prefix}-"
+        return job_id[len(head) :] if job_id.startswith(head) else None
+
+    @property
+    def definitions(self) -> str:
+        """Hash: schedule name → JSON {hash, spec} of every registered template."""
+        return f"{self.prefix}:definitions"
+
+    @property
+    def sync_lock(self) -> str:
+        return f"{self.prefix}:sync_lock"
+
+    @property
+    def scheduler_lock(self) -> str:
+        return f"{self.prefix}:scheduler_lock"
+
+    @property
+    def scheduler_heartbeat(self) -> str:
+        """Hash: scheduler name → epoch of its last completed loop pass."""
+        return f"{self.prefix}:scheduler:heartbeat"
+
+    @property
+    def paused(self) -> str:
+        """Hash: schedule name → JSON {reason, since}; written by operators, kept by syncs."""
+        return f"{self.prefix}:paused"
+
+    def claim(self, name: str, tick_epoch: int) -> str:
+        """The once-only claim of occurrence (name, tick)."""
+        return f"{self.prefix}:claim:{name}:{tick_epoch}"
+
+    def ledger(self, name: str) -> str:
+        """Sorted set of one schedule's tick records (score = tick epoch)."""
+        return f"{self.prefix}:ledger:{name}"

@@ -1,0 +1,335 @@
+"""The scheduler loop: an rq-scheduler subclass that enqueues each occurrence exactly once.
+
+What it changes in rq-scheduler (DESIGN.md, "Pitfalls we know"):
+- a due Cronwork template is never enqueued itself: the occurrence (name, tick) is claimed
+  and a fresh RQ job `<prefix>-<name>-<tick>` is enqueued, with the template rescheduled to
+  the next tick from `timing.py`, all in one WATCHed transaction, so two schedulers, a lock
+  lost mid-pass or a crash between steps can never enqueue an occurrence twice;
+- the next fire time is computed from the tick (zone-aware, anchored), never from "now";
+- the lock has an owner token and a short TTL (rq-scheduler's has no owner and lives
+  interval + 10 s), so a standby takes over within seconds of a SIGKILL;
+- it sleeps until the earliest due score (capped), not a fixed poll;
+- a Redis outage is waited out with backoff, logged once, instead of exiting.
+Foreign scheduled jobs (an app's one-off `enqueue_at`) still go through rq-scheduler.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import signal
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+from uuid import uuid4
+
+from redis import Redis, WatchError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, Retry
+from rq.exceptions import NoSuchJobError
+from rq.utils import import_attribute
+from rq_scheduler import Scheduler
+
+from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
+from scheduler_boot.ledger import Ledger
+from scheduler_boot.misfire import Decision, decide
+from scheduler_boot.spec import ScheduleSpec
+
+log = logging.getLogger(__name__)
+
+LOCK_TTL = 3.0  # seconds; a dead scheduler's lock is free again this soon
+MAX_SLEEP = 1.0  # seconds between passes at most
+MIN_SLEEP = 0.002
+CLAIM_TTL = 2 * 24 * 3600  # seconds; well above any misfire grace
+RUN_RESULT_TTL = 7 * 24 * 3600
+RUN_FAILURE_TTL = 30 * 24 * 3600
+BATCH = 200  # occurrences per transaction
+OUTAGE_BACKOFF_MAX = 5.0
+
+# KEYS[1] = lock; ARGV = token, ttl ms. Take the lock if free, or extend it if ours.
+_ACQUIRE = """
+local owner = redis.call('GET', KEYS[1])
+if owner == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1
+elseif not owner then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1
+end
+return 0
+"""
+# Delete the lock only if we own it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def accepts_scheduled_for(func_path: str) -> bool:
+    """Whether the job function takes a `scheduled_for` argument (or **kwargs)."""
+    func = import_attribute(func_path)
+    params = inspect.signature(func).parameters.values()
+    return any(p.name == "scheduled_for" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+class CronworkScheduler(Scheduler):
+    """rq-scheduler with per-occurrence claims, zone-aware ticks and an owned lock."""
+
+    def __init__(
+        self,
+        connection: Redis,
+        keys: Keys,
+        interval: float = MAX_SLEEP,
+        lock_ttl: float = LOCK_TTL,
+        clock: Callable[[], float] = time.time,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(connection=connection, interval=interval, name=name or uuid4().hex)
+        self.keys = keys
+        self.ledger = Ledger(connection, keys)
+        self.lock_ttl = lock_ttl
+        self.clock = clock
+        self._token = self.name
+        self._acquire = connection.register_script(_ACQUIRE)
+        self._release = connection.register_script(_RELEASE)
+        self._specs: dict[str, tuple[str, ScheduleSpec]] = {}
+        self._accepts_tick: dict[str, bool] = {}
+        self._stop_requested = False
+
+    # -- lock -------------------------------------------------------------------------------
+
+    def acquire_lock(self) -> bool:
+        """Take (or keep) the scheduler lock; True while this process is the active one."""
+        ttl_ms = int(self.lock_ttl * 1000)
+        self._lock_acquired = bool(self._acquire(keys=[self.keys.scheduler_lock], args=[self._token, ttl_ms]))
+        return self._lock_acquired
+
+    def remove_lock(self) -> None:
+        """Release the lock if this process owns it."""
+        if self._lock_acquired:
+            self._release(keys=[self.keys.scheduler_lock], args=[self._token])
+            self._lock_acquired = False
+
+    # -- one pass ---------------------------------------------------------------------------
+
+    def enqueue_jobs(self) -> list[str]:  # type: ignore[override]
+        """Handle every template due now; returns the ids of the run jobs enqueued."""
+        now = self.clock()
+        due = self.connection.zrangebyscore(RQ_SCHEDULER_SET, 0, now, withscores=True)
+        ours: list[tuple[str, float]] = []
+        for raw_id, score in due:
+            job_id = raw_id.decode()
+            name = self.keys.name_from_template_id(job_id)
+            if name is None:
+                self._enqueue_foreign(job_id)
+            else:
+                ours.append((name, score))
+        enqueued: list[str] = []
+        if ours:
+            specs = self._load_specs()
+            paused = {k.decode() for k in self.connection.hkeys(self.keys.paused)}
+            now_dt = datetime.fromtimestamp(now, UTC)
+            for start in range(0, len(ours), BATCH):
+                enqueued += self._handle_batch(ours[start : start + BATCH], specs, paused, now_dt)
+        return enqueued
+
+    def _enqueue_foreign(self, job_id: str) -> None:
+        """A scheduled job that is not ours: rq-scheduler's own behaviour."""
+        try:
+            job = self.job_class.fetch(job_id, connection=self.connection)
+        except NoSuchJobError:
+            self.cancel(job_id)
+            return
+        self.enqueue_job(job)
+
+    def _load_specs(self) -> dict[str, ScheduleSpec]:
+        """The registered specs (as written by the last sync), parsed once per definition hash."""
+        specs: dict[str, ScheduleSpec] = {}
+        for raw_name, raw in self.connection.hgetall(self.keys.definitions).items():
+            name = raw_name.decode()
+            definition = json.loads(raw)
+            cached = self._specs.get(name)
+            if cached is None or cached[0] != definition["hash"]:
+                cached = (definition["hash"], ScheduleSpec.from_dict(definition["spec"]))
+                self._specs[name] = cached
+            specs[name] = cached[1]
+        return specs
+
+    def _handle_batch(
+        self,
+        batch: list[tuple[str, float]],
+        specs: dict[str, ScheduleSpec],
+        paused: set[str],
+        now: datetime,
+    ) -> list[str]:
+        """Claim and enqueue a batch of occurrences in one WATCHed transaction."""
+        decisions: list[tuple[ScheduleSpec, Decision]] = []
+        for name, score in batch:
+            spec = specs.get(name)
+            if spec is None:
+                # A template without a definition cannot be computed; the next sync removes it.
+                log.warning("orphan template schedule=%s: unscheduled until the next sync", name)
+                self.connection.zrem(RQ_SCHEDULER_SET, self.keys.template_id(name))
+                continue
+            decisions.append((spec, decide(spec, datetime.fromtimestamp(score, UTC), now)))
+        claims = [
+            self.keys.claim(spec.name, int(d.run.timestamp())) for spec, d in decisions if d.run is not None
+        ]
+        while True:
+            try:
+                with self.connection.pipeline(transaction=True) as pipe:
+                    if claims:
+                        pipe.watch(*claims)
+                        taken = set(c for c, hit in zip(claims, pipe.mget(claims), strict=True) if hit)
+                    else:
+                        taken = set()
+                    pipe.multi()
+                    enqueued = [
+                        job_id
+                        for spec, decision in decisions
+                        if (job_id := self._queue_occurrence(pipe, spec, decision, paused, taken, now))
+                    ]
+                    pipe.execute()
+                return enqueued
+            except WatchError:
+                # Another scheduler claimed one of these ticks meanwhile: re-read and retry.
+                log.info("claim race, retrying batch of %d", len(decisions))
+
+    def _queue_occurrence(
+        self,
+        pipe: Any,
+        spec: ScheduleSpec,
+        decision: Decision,
+        paused: set[str],
+        taken: set[str],
+        now: datetime,
+    ) -> str | None:
+        """Queue the writes for one due template; returns the run id when it enqueues one."""
+        name = spec.name
+        template_id = self.keys.template_id(name)
+        now_iso = now.isoformat()
+        for tick in decision.missed:
+            self.ledger.record(name, int(tick.timestamp()), {"state": "missed", "missed_at": now_iso}, pipe)
+        if decision.unlisted_misses:
+            log.warning("schedule=%s missed %d more ticks (not listed)", name, decision.unlisted_misses)
+        if decision.next_tick is None:
+            pipe.zrem(RQ_SCHEDULER_SET, template_id)
+        else:
+            # GT: a slower replica working on an older tick can never move the template back.
+            pipe.zadd(RQ_SCHEDULER_SET, {template_id: decision.next_tick.timestamp()}, xx=True, gt=True)
+        if decision.run is None:
+            return None
+        tick = int(decision.run.timestamp())
+        claim = self.keys.claim(name, tick)
+        if claim in taken:
+            return None  # already enqueued by another scheduler (or an earlier pass)
+        pipe.set(claim, self.name, ex=CLAIM_TTL)
+        if name in paused:
+            self.ledger.record(name, tick, {"state": "paused", "paused_at": now_iso}, pipe)
+            return None
+        job_id = self.keys.run_id(name, tick)
+        job = self._run_job(spec, decision.run, job_id, trigger="schedule")
+        Queue(spec.queue, connection=self.connection).enqueue_job(job, pipeline=pipe)
+        lag = round((now - decision.run).total_seconds(), 6)
+        self.ledger.record(
+            name,
+            tick,
+            {"state": "enqueued", "job_id": job_id, "enqueued_at": now_iso, "lag": lag},
+            pipe,
+        )
+        log.info(
+            "enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, decision.run.isoformat(), job_id, lag
+        )
+        return job_id
+
+    def _run_job(self, spec: ScheduleSpec, tick: datetime, job_id: str, trigger: str) -> Any:
+        """A fresh RQ job for one occurrence, carrying the schedule's run options."""
+        kwargs = dict(spec.kwargs)
+        accepts = self._accepts_tick.get(spec.func)
+        if accepts is None:
+            accepts = self._accepts_tick[spec.func] = accepts_scheduled_for(spec.func)
+        if accepts:
+            kwargs["scheduled_for"] = tick.isoformat()
+        retry = Retry(max=spec.retries, interval=list(spec.retry_backoff)) if spec.retries else None
+        return self.job_class.create(
+            spec.func,
+            args=list(spec.args),
+            kwargs=kwargs,
+            connection=self.connection,
+            id=job_id,
+            timeout=spec.timeout,
+            retry=retry,
+            result_ttl=RUN_RESULT_TTL,
+            failure_ttl=RUN_FAILURE_TTL,
+            description=f"{spec.name} @ {tick.isoformat()}",
+            meta={
+                "cronwork_schedule": spec.name,
+                "scheduled_for": tick.isoformat(),
+                "tick": int(tick.timestamp()),
+                "trigger": trigger,
+            },
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def seconds_until_next_due(self) -> float:
+        """Sleep until the earliest scheduled score, capped to the interval."""
+        first = self.connection.zrange(RQ_SCHEDULER_SET, 0, 0, withscores=True)
+        if not first:
+            return float(self._interval)
+        return min(max(first[0][1] - self.clock(), MIN_SLEEP), float(self._interval))
+
+    def _install_signal_handlers(self) -> None:
+        """SIGINT/SIGTERM finish the current pass, then exit cleanly."""
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("scheduler name=%s stopping on signal %s", self.name, signum)
+            self._stop_requested = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def run(self, burst: bool = False) -> None:
+        """Run passes until stopped; survives Redis outages."""
+        self.register_birth()
+        self._install_signal_handlers()
+        outage_since: float | None = None
+        backoff = 0.1
+        try:
+            while not self._stop_requested:
+                try:
+                    self.heartbeat()
+                    active = self.acquire_lock()
+                    if active:
+                        self.enqueue_jobs()
+                        self.connection.hset(self.keys.scheduler_heartbeat, self.name, self.clock())
+                    if outage_since is not None:
+                        log.info("redis is back after %.1fs", time.monotonic() - outage_since)
+                        outage_since, backoff = None, 0.1
+                    if burst:
+                        break
+                    pause = self.seconds_until_next_due() if active else float(self._interval)
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    if outage_since is None:
+                        outage_since = time.monotonic()
+                        log.error("redis unreachable, retrying with backoff: %s", exc)
+                    self._lock_acquired = False
+                    pause, backoff = backoff, min(backoff * 2, OUTAGE_BACKOFF_MAX)
+                self._sleep(pause)
+        finally:
+            try:
+                self.remove_lock()
+                self.register_death()
+            except (RedisConnectionError, RedisTimeoutError):
+                log.warning("could not register death: redis unreachable")
+
+    def _sleep(self, seconds: float) -> None:
+        """Sleep in short slices so a stop signal is honoured promptly."""
+        deadline = time.monotonic() + seconds
+        while not self._stop_requested:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.2))

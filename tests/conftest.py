@@ -1,0 +1,145 @@
+"""Shared fixtures: one real redis-server per session, a clean Redis and database per test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from redis import Redis
+
+from app import create_app
+from app.config import PROJECT_ROOT
+from app.embedded_redis import EmbeddedRedis
+from app.extensions import db, get_redis
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A real redis-server (the bundled binary) on a free port, for the whole session."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """URL of the session's Redis, flushed before and after the test."""
+    client = Redis.from_url(redis_server.url)
+    client.flushall()
+    yield redis_server.url
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """A fresh SQLite file for the test."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+def app(redis_url: str, database_url: str) -> Iterator[Flask]:
+    """The app on the test Redis and a fresh database with every table created."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_url,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SECRET_KEY": "test-secret",
+        }
+    )
+    with app.app_context():
+        db.create_all()
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def redis(app: Flask) -> Redis:
+    """The app's Redis client."""
+    return get_redis(app)
+
+
+class Processes:
+    """Real subprocesses started by a test, stopped (then killed) at teardown."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.started: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def start(
+        self, *args: str, name: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `python <args>` in the project root; output goes to <log_dir>/<name>.log."""
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("wb") as log_file:  # the child keeps its own descriptor
+            proc = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=PROJECT_ROOT,
+                env={**self.env, **(extra_env or {})},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        self.started.append((proc, log_path))
+        return proc
+
+    def output(self, proc: subprocess.Popen[bytes]) -> str:
+        """Everything the process has written so far."""
+        for started, path in self.started:
+            if started is proc:
+                return path.read_text(errors="replace")
+        raise KeyError(proc)
+
+    def stop_all(self) -> None:
+        for proc, _ in self.started:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _ in self.started:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def process_env(redis_url: str, database_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for real Cronwork processes on the test Redis and database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "DATABASE_", "SCHEDULE_"))}
+    env.update(
+        REDIS_URL=redis_url,
+        DATABASE_URL=database_url,
+        CRONWORK_INSTANCE_DIR=str(tmp_path / "instance"),
+        PYTHONUNBUFFERED="1",
+        STARTUP_TIMEOUT="5",
+    )
+    return env
+
+
+@pytest.fixture
+def processes(process_env: dict[str, str], tmp_path: Path) -> Iterator[Processes]:
+    """Start real processes; every one is stopped when the test ends."""
+    procs = Processes(process_env, tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> object:
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,162 @@
+"""The scheduler loop against a real Redis, with a controlled clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job
+from rq_scheduler import Scheduler
+
+from jobs.system import health_check
+from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
+from scheduler_boot.ledger import Ledger
+from scheduler_boot.scheduler import CronworkScheduler
+from scheduler_boot.sync import apply_plan
+from tests.scheduler_boot.helpers import schedule_from
+
+KEYS = Keys()
+T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
+
+EVERY_MINUTE = """
+[schedules.minutely]
+func = "jobs.system.health_check"
+cron = "* * * * *"
+timeout = "30s"
+retries = 2
+retry_backoff = ["5s", "20s"]
+"""
+
+
+class Clock:
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now.timestamp()
+
+
+def setup(redis: Redis, text: str = EVERY_MINUTE, start: datetime = T0) -> Clock:
+    apply_plan(redis, schedule_from(text, start).specs, KEYS, start)
+    return Clock(start)
+
+
+def scheduler(redis: Redis, clock: Clock) -> CronworkScheduler:
+    return CronworkScheduler(redis, KEYS, clock=clock)
+
+
+def test_due_tick_enqueues_one_fresh_run_and_reschedules_from_the_tick(redis: Redis) -> None:
+    clock = setup(redis)
+    clock.now = T0 + timedelta(minutes=1, milliseconds=30)
+    assert scheduler(redis, clock).enqueue_jobs() == [
+        f"cronwork-minutely-{int((T0 + timedelta(minutes=1)).timestamp())}"
+    ]
+
+    job_id = Queue("default", connection=redis).job_ids[0]
+    job = Job.fetch(job_id, connection=redis)
+    tick = T0 + timedelta(minutes=1)
+    assert job.meta["scheduled_for"] == tick.isoformat()
+    assert job.kwargs == {"scheduled_for": tick.isoformat()}  # health_check accepts it
+    assert job.timeout == 30
+    assert job.retries_left == 2 and job.retry_intervals == [5, 20]
+    # The template stays in rq-scheduler's set, moved to the next tick (not "now + 60 s").
+    assert redis.zscore(RQ_SCHEDULER_SET, "cronwork-minutely") == (tick + timedelta(minutes=1)).timestamp()
+    [record] = Ledger(redis, KEYS).history("minutely")
+    assert record["state"] == "enqueued" and record["job_id"] == job_id
+    assert abs(record["lag"] - 0.03) < 1e-6
+
+
+def test_two_schedulers_on_the_same_tick_enqueue_once(redis: Redis, redis_url: str) -> None:
+    clock = setup(redis)
+    clock.now = T0 + timedelta(minutes=1, seconds=1)
+    other = CronworkScheduler(Redis.from_url(redis_url), KEYS, clock=clock)
+    first = scheduler(redis, clock).enqueue_jobs()
+    # The second saw the template due before the first moved it: simulate by putting it back.
+    redis.zadd(RQ_SCHEDULER_SET, {"cronwork-minutely": (T0 + timedelta(minutes=1)).timestamp()})
+    second = other.enqueue_jobs()
+    assert len(first) == 1 and second == []
+    assert Queue("default", connection=redis).count == 1
+
+
+def test_template_never_moves_backwards(redis: Redis) -> None:
+    clock = setup(redis)
+    clock.now = T0 + timedelta(minutes=3, seconds=1)
+    s = scheduler(redis, clock)
+    s.enqueue_jobs()
+    ahead = redis.zscore(RQ_SCHEDULER_SET, "cronwork-minutely")
+    redis.zadd(RQ_SCHEDULER_SET, {"cronwork-minutely": (T0 + timedelta(minutes=1)).timestamp()})
+    s.enqueue_jobs()  # a stale replica working on an old tick
+    assert redis.zscore(RQ_SCHEDULER_SET, "cronwork-minutely") == ahead
+
+
+def test_missed_ticks_run_latest_within_grace_and_record_the_rest(redis: Redis) -> None:
+    clock = setup(redis)
+    # Scheduler down from 12:00:30 to 12:05:20 local: ticks at :01..:05 were missed.
+    clock.now = T0 + timedelta(minutes=5, seconds=20)
+    enqueued = scheduler(redis, clock).enqueue_jobs()
+    latest = int((T0 + timedelta(minutes=5)).timestamp())
+    assert enqueued == [f"cronwork-minutely-{latest}"]
+    states = {r["tick"]: r["state"] for r in Ledger(redis, KEYS).history("minutely")}
+    assert states[latest] == "enqueued"
+    assert sorted(t for t, s in states.items() if s == "missed") == [
+        int((T0 + timedelta(minutes=m)).timestamp()) for m in range(1, 5)
+    ]
+    assert Queue("default", connection=redis).count == 1  # never a burst
+
+
+def test_missed_tick_beyond_grace_is_recorded_not_run(redis: Redis) -> None:
+    text = EVERY_MINUTE.replace('cron = "* * * * *"', 'cron = "0 * * * *"') + 'misfire_grace = "10m"\n'
+    clock = setup(redis, text)
+    clock.now = T0 + timedelta(hours=1, minutes=11)
+    assert scheduler(redis, clock).enqueue_jobs() == []
+    [record] = Ledger(redis, KEYS).history("minutely")
+    assert record["state"] == "missed"
+    assert redis.zscore(RQ_SCHEDULER_SET, "cronwork-minutely") == (T0 + timedelta(hours=2)).timestamp()
+
+
+def test_skip_policy_runs_no_missed_tick(redis: Redis) -> None:
+    clock = setup(redis, EVERY_MINUTE + 'misfire = "skip"\n')
+    clock.now = T0 + timedelta(minutes=2, seconds=30)
+    assert scheduler(redis, clock).enqueue_jobs() == []
+    assert [r["state"] for r in Ledger(redis, KEYS).history("minutely")] == ["missed", "missed"]
+
+
+def test_paused_schedule_records_its_ticks_and_runs_nothing(redis: Redis) -> None:
+    clock = setup(redis)
+    redis.hset(KEYS.paused, "minutely", json.dumps({"reason": "db migration"}))
+    clock.now = T0 + timedelta(minutes=1, seconds=1)
+    assert scheduler(redis, clock).enqueue_jobs() == []
+    assert Ledger(redis, KEYS).history("minutely")[0]["state"] == "paused"
+    assert Queue("default", connection=redis).count == 0
+
+
+def test_foreign_one_off_jobs_still_go_through_rq_scheduler(redis: Redis) -> None:
+    clock = setup(redis)
+    foreign = Scheduler(connection=redis).enqueue_at(T0.replace(tzinfo=None), health_check)
+    clock.now = T0 + timedelta(seconds=1)
+    scheduler(redis, clock).enqueue_jobs()
+    assert foreign.id in Queue("default", connection=redis).job_ids
+    assert redis.zscore(RQ_SCHEDULER_SET, foreign.id) is None
+
+
+def test_lock_has_an_owner_and_a_short_ttl(redis: Redis, redis_url: str) -> None:
+    clock = Clock(T0)
+    active = scheduler(redis, clock)
+    standby = CronworkScheduler(Redis.from_url(redis_url), KEYS, clock=clock)
+    assert active.acquire_lock() and not standby.acquire_lock()
+    standby._lock_acquired = True
+    standby.remove_lock()  # must not release a lock it does not own
+    assert not standby.acquire_lock()
+    assert 0 < redis.pttl(KEYS.scheduler_lock) <= 3000
+    redis.delete(KEYS.scheduler_lock)  # as if the owner died and its TTL ran out
+    assert standby.acquire_lock() and not active.acquire_lock()
+
+
+def test_sleep_until_the_earliest_due_score(redis: Redis) -> None:
+    clock = setup(redis)
+    clock.now = T0 + timedelta(seconds=59, milliseconds=800)
+    assert abs(scheduler(redis, clock).seconds_until_next_due() - 0.2) < 1e-6
+    clock.now = T0 + timedelta(seconds=10)
+    assert scheduler(redis, clock).seconds_until_next_due() == 1.0

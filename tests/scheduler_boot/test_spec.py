@@ -1,0 +1,190 @@
+"""Schedule file validation: a corpus of broken files, each named precisely."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from app.config import DEFAULT_SCHEDULE_FILE
+from scheduler_boot.spec import ScheduleError, ScheduleSpec, load_schedule
+
+NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+
+GOOD = """
+[defaults]
+timezone = "Asia/Shanghai"
+
+[schedules.daily_env_stats]
+func = "jobs.system.health_check"
+cron = "20 3 1 * * *"
+retries = 2
+kwargs = { source = "test" }
+"""
+
+# (file body, expected substring of the single error line)
+BROKEN = {
+    "unknown_key": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\nevery = "1m"\ntimeout = "10s"\ncolour = "red"',
+        "schedules.a.colour: unknown key",
+    ),
+    "bad_cron": (
+        '[schedules.daily_env_stats]\nfunc = "jobs.system.health_check"\ncron = "* * *"',
+        "schedule.toml: schedules.daily_env_stats.cron:",
+    ),
+    "bad_cron_range": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "61 * * * *"',
+        "schedules.a.cron:",
+    ),
+    "bad_duration": ('[schedules.a]\nfunc = "jobs.system.health_check"\nevery = "10x"', "schedules.a.every:"),
+    "bad_timeout": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\ntimeout = 5',
+        "schedules.a.timeout: expected a string",
+    ),
+    "unknown_zone": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\ntimezone = "Mars/Base"',
+        "schedules.a.timezone: unknown time zone",
+    ),
+    "func_outside_jobs": (
+        '[schedules.a]\nfunc = "os.system"\ncron = "0 * * * *"',
+        "schedules.a.func: 'os.system' is outside the jobs package",
+    ),
+    "func_missing": (
+        '[schedules.a]\nfunc = "jobs.system.nope"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.system' has no callable 'nope'",
+    ),
+    "func_module_missing": (
+        '[schedules.a]\nfunc = "jobs.nothing.here"\ncron = "0 * * * *"',
+        "schedules.a.func: cannot import",
+    ),
+    "func_absent": ('[schedules.a]\ncron = "0 * * * *"', "schedules.a.func: required"),
+    "bad_name": (
+        '[schedules.Bad_Name]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"',
+        "schedules.Bad_Name: invalid name",
+    ),
+    "name_like_run_id": (
+        '[schedules.a-123]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"',
+        "must not end in '-<digits>'",
+    ),
+    "two_triggers": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nevery = "1h"',
+        "exactly one of cron, every, at is required (found cron, every)",
+    ),
+    "no_trigger": ('[schedules.a]\nfunc = "jobs.system.health_check"', "(found none)"),
+    "past_at": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2020-01-01T10:00:00',
+        "schedules.a.at: 2020-01-01T10:00:00 is in the past",
+    ),
+    "at_with_offset": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2030-01-01T10:00:00+08:00',
+        "schedules.a.at: give a local time",
+    ),
+    "timeout_over_interval": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\nevery = "1m"\ntimeout = "5m"',
+        "schedules.a.timeout: 300s is longer than the 60s between runs",
+    ),
+    "timeout_over_cron_gap": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "* * * * *"',
+        "schedules.a.timeout: 300s is longer than the 60s between runs",
+    ),
+    "bad_misfire": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nmisfire = "later"',
+        "schedules.a.misfire: expected one of run_latest, skip",
+    ),
+    "bad_overlap": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\noverlap = 1',
+        "schedules.a.overlap: expected one of",
+    ),
+    "negative_retries": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nretries = -1',
+        "schedules.a.retries: expected a whole number",
+    ),
+    "bool_retries": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nretries = true',
+        "schedules.a.retries",
+    ),
+    "bad_enabled": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nenabled = "yes"',
+        "schedules.a.enabled: expected true or false",
+    ),
+    "args_not_json": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nargs = [1979-05-27T07:32:00]',
+        "schedules.a.args: only JSON-compatible values",
+    ),
+    "kwargs_reserved": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkwargs = { scheduled_for = "x" }',
+        "schedules.a.kwargs: scheduled_for is reserved",
+    ),
+    "bad_default": (
+        '[defaults]\ncolour = 1\n[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"',
+        "defaults.colour: unknown key",
+    ),
+    "bad_top_level": (
+        'jobs = 1\n[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"',
+        "jobs: unknown top-level key",
+    ),
+    "no_schedules": ('[defaults]\nqueue = "x"', "schedules: expected at least one"),
+    "not_toml": ("[schedules.a\nfunc=", "not valid TOML"),
+    "bad_backoff": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nretry_backoff = ["1m", "soon"]',
+        "schedules.a.retry_backoff:",
+    ),
+}
+
+
+def write(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "schedule.toml"
+    path.write_text(body)
+    return path
+
+
+def test_good_file_parses_into_frozen_specs(tmp_path: Path) -> None:
+    schedule = load_schedule(write(tmp_path, GOOD), NOW)
+    spec = schedule.specs["daily_env_stats"]
+    assert spec.retries == 2 and spec.timeout == 300 and spec.timezone == "Asia/Shanghai"
+    assert spec.kwargs == {"source": "test"}
+    # 01:03:20 in Shanghai is 17:03:20 UTC the day before.
+    assert spec.next_fire(NOW) == datetime(2026, 11, 22, 17, 3, 20, tzinfo=UTC)
+    with pytest.raises(AttributeError):
+        spec.retries = 3  # type: ignore[misc]
+
+
+def test_spec_round_trips_through_its_dict_form(tmp_path: Path) -> None:
+    spec = load_schedule(write(tmp_path, GOOD), NOW).specs["daily_env_stats"]
+    again = ScheduleSpec.from_dict(spec.to_dict())
+    assert again == spec
+    assert again.definition_hash() == spec.definition_hash()
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_broken_file_names_file_schedule_and_field(tmp_path: Path, case: str) -> None:
+    body, expected = BROKEN[case]
+    with pytest.raises(ScheduleError) as info:
+        load_schedule(write(tmp_path, body), NOW)
+    assert any(expected in line for line in info.value.errors), info.value.errors
+    assert all(line.startswith(("schedule.toml", str(tmp_path))) for line in info.value.errors)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    body = '[schedules.a]\nfunc = "os.system"\ncron = "* *"\ntimezone = "Nowhere"\nretries = -2'
+    with pytest.raises(ScheduleError) as info:
+        load_schedule(write(tmp_path, body), NOW)
+    fields = {line.split(": ")[1] for line in info.value.errors}
+    assert {"schedules.a.func", "schedules.a.timezone", "schedules.a.retries"} <= fields
+
+
+def test_disabled_past_one_off_is_accepted(tmp_path: Path) -> None:
+    body = '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2020-01-01T10:00:00\nenabled = false'
+    schedule = load_schedule(write(tmp_path, body), NOW)
+    assert schedule.enabled == {}
+
+
+def test_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ScheduleError, match="file not found"):
+        load_schedule(tmp_path / "absent.toml", NOW)
+
+
+def test_the_shipped_schedule_is_valid() -> None:
+    schedule = load_schedule(DEFAULT_SCHEDULE_FILE)
+    assert {"health_check", "update_stage_status"} <= set(schedule.enabled)
