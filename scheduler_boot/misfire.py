@@ -10,9 +10,9 @@ from datetime import datetime
 
 from scheduler_boot.spec import ScheduleSpec
 
-# A tick enqueued within this many seconds of its time is on time, not a misfire: it covers
-# a slow pass or a short Redis blip without turning every late millisecond into a miss.
-ON_TIME_TOLERANCE = 5.0
+# A tick at most this many seconds late is still run (caught up), not a misfire: it covers a
+# slow pass, a short Redis blip or a standby scheduler taking over after the active one died.
+ON_TIME_TOLERANCE = 10.0
 # Missed ticks listed one by one at most; beyond this, one summary record counts the rest.
 MAX_LISTED_MISSES = 500
 
@@ -21,14 +21,19 @@ MAX_LISTED_MISSES = 500
 class Decision:
     """The outcome of one due template at `now`."""
 
-    run: datetime | None = None
+    runs: list[datetime] = field(default_factory=list)
     missed: list[datetime] = field(default_factory=list)
     unlisted_misses: int = 0
     next_tick: datetime | None = None
 
 
 def decide(spec: ScheduleSpec, due: datetime, now: datetime) -> Decision:
-    """Apply `misfire`/`misfire_grace` to the ticks from `due` up to `now`."""
+    """Apply `misfire`/`misfire_grace` to the ticks from `due` up to `now`.
+
+    Ticks within ON_TIME_TOLERANCE all run. Older ones are misfires: with `run_latest` the
+    latest of them runs if it is within `misfire_grace` and no on-time tick supersedes it;
+    every other one is recorded as missed. Never a burst.
+    """
     ticks: list[datetime] = [due]
     unlisted = 0
     upcoming = spec.next_fire(due)
@@ -39,12 +44,11 @@ def decide(spec: ScheduleSpec, due: datetime, now: datetime) -> Decision:
             ticks.pop(0)
             unlisted += 1
         upcoming = spec.next_fire(upcoming)
-    latest = ticks[-1]
-    lateness = (now - latest).total_seconds()
     decision = Decision(next_tick=upcoming, unlisted_misses=unlisted)
-    if lateness <= ON_TIME_TOLERANCE:
-        decision.run = latest
-    elif spec.misfire == "run_latest" and lateness <= spec.misfire_grace:
-        decision.run = latest
-    decision.missed = [t for t in ticks if t != decision.run]
+    decision.runs = [t for t in ticks if (now - t).total_seconds() <= ON_TIME_TOLERANCE]
+    late = [t for t in ticks if t not in decision.runs]
+    if late and not decision.runs and spec.misfire == "run_latest":
+        if (now - late[-1]).total_seconds() <= spec.misfire_grace:
+            decision.runs = [late.pop()]
+    decision.missed = late
     return decision

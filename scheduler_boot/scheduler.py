@@ -174,22 +174,26 @@ class CronworkScheduler(Scheduler):
                 self.connection.zrem(RQ_SCHEDULER_SET, self.keys.template_id(name))
                 continue
             decisions.append((spec, decide(spec, datetime.fromtimestamp(score, UTC), now)))
+        # Missed ticks are claimed too, so a stale replica can never overwrite the ledger
+        # record of a tick another scheduler did run.
         claims = [
-            self.keys.claim(spec.name, int(d.run.timestamp())) for spec, d in decisions if d.run is not None
+            self.keys.claim(spec.name, int(tick.timestamp()))
+            for spec, d in decisions
+            for tick in (*d.runs, *d.missed)
         ]
         while True:
             try:
                 with self.connection.pipeline(transaction=True) as pipe:
                     if claims:
                         pipe.watch(*claims)
-                        taken = set(c for c, hit in zip(claims, pipe.mget(claims), strict=True) if hit)
+                        taken = {c for c, hit in zip(claims, pipe.mget(claims), strict=True) if hit}
                     else:
                         taken = set()
                     pipe.multi()
                     enqueued = [
                         job_id
                         for spec, decision in decisions
-                        if (job_id := self._queue_occurrence(pipe, spec, decision, paused, taken, now))
+                        for job_id in self._queue_template(pipe, spec, decision, paused, taken, now)
                     ]
                     pipe.execute()
                 return enqueued
@@ -197,7 +201,7 @@ class CronworkScheduler(Scheduler):
                 # Another scheduler claimed one of these ticks meanwhile: re-read and retry.
                 log.info("claim race, retrying batch of %d", len(decisions))
 
-    def _queue_occurrence(
+    def _queue_template(
         self,
         pipe: Any,
         spec: ScheduleSpec,
@@ -205,43 +209,58 @@ class CronworkScheduler(Scheduler):
         paused: set[str],
         taken: set[str],
         now: datetime,
-    ) -> str | None:
-        """Queue the writes for one due template; returns the run id when it enqueues one."""
+    ) -> list[str]:
+        """Queue the writes for one due template; returns the run ids it enqueues."""
         name = spec.name
         template_id = self.keys.template_id(name)
-        now_iso = now.isoformat()
-        for tick in decision.missed:
-            self.ledger.record(name, int(tick.timestamp()), {"state": "missed", "missed_at": now_iso}, pipe)
-        if decision.unlisted_misses:
-            log.warning("schedule=%s missed %d more ticks (not listed)", name, decision.unlisted_misses)
         if decision.next_tick is None:
             pipe.zrem(RQ_SCHEDULER_SET, template_id)
         else:
             # GT: a slower replica working on an older tick can never move the template back.
             pipe.zadd(RQ_SCHEDULER_SET, {template_id: decision.next_tick.timestamp()}, xx=True, gt=True)
-        if decision.run is None:
-            return None
-        tick = int(decision.run.timestamp())
-        claim = self.keys.claim(name, tick)
+        if decision.unlisted_misses:
+            log.warning("schedule=%s missed %d more ticks (not listed)", name, decision.unlisted_misses)
+        for tick in decision.missed:
+            if self._claim(pipe, name, tick, taken):
+                self.ledger.record(
+                    name, int(tick.timestamp()), {"state": "missed", "missed_at": now.isoformat()}, pipe
+                )
+                log.warning("missed schedule=%s tick=%s policy=%s", name, tick.isoformat(), spec.misfire)
+        return [
+            job_id
+            for tick in decision.runs
+            if (job_id := self._queue_run(pipe, spec, tick, paused, taken, now))
+        ]
+
+    def _claim(self, pipe: Any, name: str, tick: datetime, taken: set[str]) -> bool:
+        """Queue the claim of (name, tick) unless someone holds it already."""
+        claim = self.keys.claim(name, int(tick.timestamp()))
         if claim in taken:
-            return None  # already enqueued by another scheduler (or an earlier pass)
+            return False
         pipe.set(claim, self.name, ex=CLAIM_TTL)
+        return True
+
+    def _queue_run(
+        self, pipe: Any, spec: ScheduleSpec, tick: datetime, paused: set[str], taken: set[str], now: datetime
+    ) -> str | None:
+        """Claim one occurrence and queue its run job (or its `paused` record)."""
+        name, epoch = spec.name, int(tick.timestamp())
+        if not self._claim(pipe, name, tick, taken):
+            return None  # already handled by another scheduler (or an earlier pass)
         if name in paused:
-            self.ledger.record(name, tick, {"state": "paused", "paused_at": now_iso}, pipe)
+            self.ledger.record(name, epoch, {"state": "paused", "paused_at": now.isoformat()}, pipe)
             return None
-        job_id = self.keys.run_id(name, tick)
-        job = self._run_job(spec, decision.run, job_id, trigger="schedule")
+        job_id = self.keys.run_id(name, epoch)
+        job = self._run_job(spec, tick, job_id, trigger="schedule")
         Queue(spec.queue, connection=self.connection).enqueue_job(job, pipeline=pipe)
-        lag = round((now - decision.run).total_seconds(), 6)
+        lag = round((now - tick).total_seconds(), 6)
         self.ledger.record(
             name,
-            tick,
-            {"state": "enqueued", "job_id": job_id, "enqueued_at": now_iso, "lag": lag},
+            epoch,
+            {"state": "enqueued", "job_id": job_id, "enqueued_at": now.isoformat(), "lag": lag},
             pipe,
         )
-        log.info(
-            "enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, decision.run.isoformat(), job_id, lag
-        )
+        log.info("enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, tick.isoformat(), job_id, lag)
         return job_id
 
     def _run_job(self, spec: ScheduleSpec, tick: datetime, job_id: str, trigger: str) -> Any:

@@ -160,3 +160,26 @@ def test_sleep_until_the_earliest_due_score(redis: Redis) -> None:
     assert abs(scheduler(redis, clock).seconds_until_next_due() - 0.2) < 1e-6
     clock.now = T0 + timedelta(seconds=10)
     assert scheduler(redis, clock).seconds_until_next_due() == 1.0
+
+
+def test_ticks_a_few_seconds_late_are_all_caught_up(redis: Redis) -> None:
+    text = '[schedules.fast]\nfunc = "jobs.system.health_check"\nevery = "1s"\noverlap = "allow"\n'
+    clock = setup(redis, text)
+    # A standby taking over 4.5 s after the active scheduler died: nothing may be lost.
+    clock.now = T0 + timedelta(seconds=4, milliseconds=500)
+    enqueued = scheduler(redis, clock).enqueue_jobs()
+    assert enqueued == [f"cronwork-fast-{int(T0.timestamp()) + s}" for s in range(1, 5)]
+    assert all(r["state"] == "enqueued" for r in Ledger(redis, KEYS).history("fast"))
+
+
+def test_missed_tick_never_overwrites_a_tick_that_ran(redis: Redis) -> None:
+    clock = setup(redis)
+    clock.now = T0 + timedelta(minutes=1, seconds=1)
+    s = scheduler(redis, clock)
+    s.enqueue_jobs()
+    # A stale replica, far behind, sees the same tick as a misfire.
+    redis.zadd(RQ_SCHEDULER_SET, {"cronwork-minutely": (T0 + timedelta(minutes=1)).timestamp()})
+    clock.now = T0 + timedelta(minutes=1, seconds=40)
+    s.enqueue_jobs()
+    [record] = Ledger(redis, KEYS).history("minutely")
+    assert record["state"] == "enqueued"

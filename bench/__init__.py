@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench [name ...]` (or `make bench`) prints figures and ratios."""

@@ -1,0 +1,29 @@
+"""`python -m bench [latency|burst|reconcile ...]`: run benchmarks, print figures and ratios."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from bench import scheduling
+
+BENCHMARKS: dict[str, Callable[[], None]] = {
+    "latency": scheduling.latency,
+    "burst": scheduling.burst,
+    "reconcile": scheduling.reconcile,
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        return 2
+    for name in names:
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

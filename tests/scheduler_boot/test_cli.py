@@ -1,0 +1,64 @@
+"""`python -m scheduler_boot --check / --next N` as an operator runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from app.config import PROJECT_ROOT
+
+SCHEDULE = """
+[schedules.daily_env_stats]
+func = "jobs.system.health_check"
+cron = "20 3 1 * * *"
+[schedules.nightly_ny]
+func = "jobs.system.health_check"
+cron = "30 2 * * *"
+timezone = "America/New_York"
+[schedules.off]
+func = "jobs.system.health_check"
+every = "1h"
+enabled = false
+"""
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "scheduler_boot", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_accepts_a_good_file_and_needs_no_redis(tmp_path: Path, process_env: dict[str, str]) -> None:
+    path = tmp_path / "schedule.toml"
+    path.write_text(SCHEDULE)
+    done = run("--check", "--file", str(path), env={**process_env, "REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert done.returncode == 0, done.stderr
+    assert "ok, 3 schedules (2 enabled)" in done.stdout
+
+
+def test_check_rejects_a_broken_file_with_exit_2(tmp_path: Path, process_env: dict[str, str]) -> None:
+    path = tmp_path / "schedule.toml"
+    path.write_text(SCHEDULE.replace('cron = "30 2 * * *"', 'cron = "30 25 * * *"'))
+    done = run("--check", "--file", str(path), env=process_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("schedule.toml: schedules.nightly_ny.cron:")
+
+
+def test_next_prints_fire_times_in_each_schedules_zone(tmp_path: Path, process_env: dict[str, str]) -> None:
+    path = tmp_path / "schedule.toml"
+    path.write_text(SCHEDULE)
+    done = run("--next", "3", "--file", str(path), env=process_env)
+    assert done.returncode == 0, done.stderr
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert [name for name, _ in lines] == ["daily_env_stats"] * 3 + ["nightly_ny"] * 3
+    shanghai = [datetime.fromisoformat(when) for name, when in lines if name == "daily_env_stats"]
+    assert all(t.strftime("%H:%M:%S%z") == "01:03:20+0800" for t in shanghai)
+    new_york = [datetime.fromisoformat(when) for name, when in lines if name == "nightly_ny"]
+    assert all(t.utcoffset() is not None and t.minute == 30 for t in new_york)
