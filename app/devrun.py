@@ -42,8 +42,8 @@ def main() -> int:
     bin_dir = str(Path(sys.executable).parent)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
     flask = [sys.executable, "-m", "flask", "--app", "app"]
-    if not (folder / "cronwork.db").exists() and not env.get("DATABASE_URL"):
-        subprocess.run([*flask, "demo", "seed"], env=env, check=True, cwd=PROJECT_ROOT)
+    # First run: tables and demo data; later runs keep what is there.
+    subprocess.run([*flask, "demo", "seed", "--if-empty"], env=env, check=True, cwd=PROJECT_ROOT)
     generated = folder / "Procfile.run"
     generated.write_text(procfile)
     sys.stdout.write(

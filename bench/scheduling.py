@@ -93,7 +93,7 @@ def latency(ticks: int = 60) -> None:
         for r in records:
             job = Job.fetch(r["job_id"], connection=conn)
             if job.started_at:
-                our_start.append((job.started_at.replace(tzinfo=UTC).timestamp() - r["tick"]))
+                our_start.append(job.started_at.replace(tzinfo=UTC).timestamp() - r["tick"])
         stock_enqueue, stock_start = [], []
         for job_ref, tick in zip(stock_jobs, stock_times, strict=True):
             job = Job.fetch(job_ref.id, connection=stock_conn)

@@ -10,7 +10,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from redis import Redis
 
 from app.embedded_redis import EmbeddedRedis
