@@ -2,22 +2,46 @@
 
 This is flask-rq's bound Job-class pattern: a Job subclass bound to the app, set on the
 worker (and so on every job it dequeues), whose `perform()` runs in `app.app_context()`.
+It also takes the per-schedule overlap lock and refuses to report success for a job that
+swallowed its timeout.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+from types import FrameType
 from typing import Any, ClassVar
 
 from flask import Flask
+from redis import Redis
 from rq.job import Job
+from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-from app.extensions import db
+from app.extensions import db, get_redis
+from jobs.outcomes import RunRecorder, schedule_of
+from scheduler_boot.keys import Keys
+
+log = logging.getLogger(__name__)
 
 ALLOWED_PACKAGE = "jobs"
+HARD_KILL_GRACE = 10  # seconds a job may keep running after its timeout before SIGKILL
+OVERLAP_LOCK_MARGIN = 60  # lock TTL = timeout + this: a dead worker's lock expires on its own
+
+# Compare-and-delete: a run releases only the overlap lock it owns.
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 class ForbiddenJobFunction(RuntimeError):
     """A job names a function outside the `jobs` package; it is refused, nothing runs."""
+
+
+class TimeoutSwallowed(JobTimeoutException):
+    """The job caught its JobTimeoutException and returned anyway: still a timeout."""
 
 
 def is_allowed(func_name: str) -> bool:
@@ -25,13 +49,37 @@ def is_allowed(func_name: str) -> bool:
     return func_name.startswith(f"{ALLOWED_PACKAGE}.")
 
 
+class EnforcedDeathPenalty(UnixSignalDeathPenalty):
+    """rq's SIGALRM timeout, made impossible to swallow.
+
+    RQ's JobTimeoutException is an ordinary Exception, so `except Exception` in job code
+    eats it and the job runs on. Here the firing is remembered (the job then fails on
+    return) and a second alarm SIGKILLs the horse HARD_KILL_GRACE seconds later.
+    """
+
+    fired: ClassVar[bool] = False
+
+    def handle_death_penalty(self, signum: int, frame: FrameType | None) -> None:
+        if self._exception is JobTimeoutException:
+            EnforcedDeathPenalty.fired = True
+            signal.signal(signal.SIGALRM, _hard_kill)
+            signal.alarm(HARD_KILL_GRACE)
+        super().handle_death_penalty(signum, frame)
+
+
+def _hard_kill(signum: int, frame: FrameType | None) -> None:
+    log.error("job ignored its timeout for %ss: killing the work horse", HARD_KILL_GRACE)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 class AppJob(Job):
     """An RQ job that runs inside the bound Flask app's context."""
 
     flask_app: ClassVar[Flask | None] = None
+    outcome: str | None = None  # "skipped_overlap" when the run did not execute
 
     def perform(self) -> Any:
-        """Refuse foreign functions, then run in a fresh app context; remove the session after."""
+        """Refuse foreign functions, run in a fresh app context, enforce overlap and timeout."""
         # Checked on the name, before rq imports anything: whoever can write to Redis must not
         # be able to run `os.system`.
         if not is_allowed(self.func_name):
@@ -41,11 +89,43 @@ class AppJob(Job):
         app = self.flask_app
         if app is None:
             raise RuntimeError("AppJob is not bound to an app: use bind_app(app)")
+        EnforcedDeathPenalty.fired = False
         with app.app_context():
             try:
-                return super().perform()
+                return self._perform_with_lock(app)
             finally:
                 db.session.remove()
+
+    def _perform_with_lock(self, app: Flask) -> Any:
+        recorder = RunRecorder(get_redis(app), Keys(app.config["CRONWORK_PREFIX"]))
+        name = schedule_of(self)
+        if name is None or self.meta.get("overlap") != "skip":
+            recorder.running(self)
+            return self._perform_checked()
+        lock_key = recorder.keys.overlap_lock(name)
+        ttl = int(self.timeout or 0) + HARD_KILL_GRACE + OVERLAP_LOCK_MARGIN
+        redis = get_redis(app)
+        if not redis.set(lock_key, self.id, nx=True, ex=ttl):
+            holder = redis.get(lock_key)
+            self.outcome = "skipped_overlap"
+            log.info("skipped_overlap schedule=%s held_by=%s", name, holder.decode() if holder else "?")
+            return {"skipped": "overlap", "running": holder.decode() if holder else None}
+        try:
+            recorder.running(self)
+            return self._perform_checked()
+        finally:
+            release_overlap_lock(redis, recorder.keys, name, self.id)
+
+    def _perform_checked(self) -> Any:
+        result = super().perform()
+        if EnforcedDeathPenalty.fired:
+            raise TimeoutSwallowed(f"job {self.id} caught its JobTimeoutException and returned anyway")
+        return result
+
+
+def release_overlap_lock(redis: Redis, keys: Keys, name: str, job_id: str) -> bool:
+    """Release a schedule's overlap lock if `job_id` holds it (a dead run's, or our own)."""
+    return bool(redis.eval(_RELEASE_LOCK, 1, keys.overlap_lock(name), job_id))
 
 
 def bind_app(app: Flask) -> type[AppJob]:

@@ -1,34 +1,173 @@
-"""`python -m jobs.worker [queues...]`: create the app once, then run a forking RQ worker."""
+"""`python -m jobs.worker [queues...]`: create the app once, then run a forking RQ worker.
+
+On top of rq's Worker:
+- horses never reuse the parent's database connections;
+- every outcome lands in the schedule's ledger; final failures alert admins (jobs.alerts);
+- a SIGKILLed worker's job is detected as abandoned within about a minute, not rq's ten
+  (shorter heartbeat TTL and maintenance interval; the idle dequeue wakes up for it);
+- SIGTERM lets the current job finish for up to SHUTDOWN_GRACE seconds, then stops it;
+- every log line carries the job id and schedule name.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import threading
+from types import FrameType
+from typing import Any
 
 from flask import Flask
 from rq import Queue, Worker
+from rq.executions import Execution
 from rq.job import Job
+from rq.registry import StartedJobRegistry
 
 from app import create_app
 from app.extensions import db, make_redis
 from app.readiness import ServiceUnavailable, wait_for_services
-from jobs.runtime import bind_app
+from jobs.alerts import flush_pending, on_final_failure, on_success
+from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields, schedule_of
+from jobs.runtime import AppJob, EnforcedDeathPenalty, bind_app, release_overlap_lock
+from scheduler_boot.keys import Keys
 
 log = logging.getLogger("jobs.worker")
 
+JOB_MONITORING_INTERVAL = 10  # seconds between heartbeats of a running job
+HEARTBEAT_GRACE = 20  # a job whose heartbeat is this late is abandoned (rq: 60)
+MAINTENANCE_INTERVAL = 15  # seconds between registry cleanups (rq: 600)
+SHUTDOWN_GRACE = 60.0  # seconds SIGTERM waits for the current job
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s job_id=%(job_id)s schedule=%(schedule)s %(message)s"
+
+
+# The job this process is busy with; set around execute_job, so the fork carries it into
+# the horse and every line about the job, before and after perform(), is stamped.
+_current_run = {"job_id": "-", "schedule": "-"}
+
+
+class JobContextFilter(logging.Filter):
+    """Stamp the current RQ job id and schedule on every record (`-` outside a job)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.job_id = _current_run["job_id"]
+        record.schedule = _current_run["schedule"]
+        return True
+
 
 class CronworkWorker(Worker):
-    """A forking worker whose horses never reuse the parent's database connections."""
+    """A forking worker that records outcomes and finds abandoned jobs quickly."""
 
     flask_app: Flask
+    death_penalty_class = EnforcedDeathPenalty
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("job_monitoring_interval", JOB_MONITORING_INTERVAL)
+        kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
+        super().__init__(*args, **kwargs)
+        self.shutdown_grace = SHUTDOWN_GRACE
+        self._grace_timer: threading.Timer | None = None
+        self.push_exc_handler(self._on_abandoned)
+
+    def setup(self, app: Flask) -> None:
+        self.flask_app = app
+        self.keys = Keys(app.config["CRONWORK_PREFIX"])
+        self.recorder = RunRecorder(self.connection, self.keys)
+
+    # -- abandoned-job detection, sooner than rq's defaults --------------------------------
+
+    @property
+    def dequeue_timeout(self) -> int:
+        # An idle worker must wake up to run maintenance, or abandoned jobs wait 405 s.
+        return min(super().dequeue_timeout, MAINTENANCE_INTERVAL)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        remaining = (job.timeout or self.job_monitoring_interval) - working_time
+        return int(max(min(remaining, self.job_monitoring_interval), 1)) + HEARTBEAT_GRACE
+
+    def run_maintenance_tasks(self) -> None:
+        super().run_maintenance_tasks()
+        flush_pending(self.flask_app, self.connection, self.keys)
+
+    def _on_abandoned(self, job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
+        """rq calls exception handlers for jobs its registry cleanup finds abandoned."""
+        if exc_type.__name__ == "AbandonedJobError":
+            will_retry = bool(job.retries_left and job.retries_left > 0)
+            state = self.recorder.failed(job, "AbandonedJobError: worker died mid-job", will_retry)
+            self._after_failure(job, state, "worker died mid-job (abandoned)")
+        return True  # let rq's other handlers run
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        _current_run.update(job_id=job.id, schedule=schedule_of(job) or "-")
+        try:
+            super().execute_job(job, queue)
+        finally:
+            _current_run.update(job_id="-", schedule="-")
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
-        # SQLAlchemy's advice for fork: the child drops the inherited pool without closing
-        # the parent's sockets, and opens its own connections.
+        # SQLAlchemy's advice for fork: drop the inherited pool without closing the parent's
+        # sockets; the horse opens its own connections.
         with self.flask_app.app_context():
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
+
+    def handle_job_success(
+        self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
+    ) -> None:
+        super().handle_job_success(job, queue, started_job_registry, execution)
+        name = schedule_of(job)
+        if name is None:
+            return
+        if getattr(job, "outcome", None) == "skipped_overlap":
+            self.recorder.skipped_overlap(job, job._result)
+            return
+        self.recorder.succeeded(job, job._result)
+        on_success(self.connection, self.keys, name)
+
+    def handle_job_failure(
+        self,
+        job: Job,
+        queue: Queue,
+        started_job_registry: StartedJobRegistry | None = None,
+        exc_string: str = "",
+        execution: Execution | None = None,
+    ) -> None:
+        will_retry = job.should_retry and self._stopped_job_id != job.id
+        attempt = attempt_of(job)  # before rq's retry() decrements retries_left
+        super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
+        if schedule_of(job) is None:
+            return
+        state = self.recorder.failed(job, exc_string, will_retry, attempt)
+        self._after_failure(job, state, error_fields(exc_string)["error"])
+
+    def _after_failure(self, job: Job, state: str, error: str) -> None:
+        name = schedule_of(job)
+        if name is None:
+            return
+        # A horse that died (killed, OOM, abandoned) never released its overlap lock.
+        release_overlap_lock(self.connection, self.keys, name, job.id)
+        if state not in FINAL_FAILURES:
+            return
+        pause_after = int(job.meta.get("pause_after_failures", 0) or 0)
+        on_final_failure(self.flask_app, self.connection, self.keys, name, job.id, state, error, pause_after)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def request_stop(self, signum: int, frame: FrameType | None) -> None:
+        """Warm shutdown; a job still running after the grace is stopped."""
+        if self.horse_pid and self._grace_timer is None:
+            self.log.info("stopping: waiting up to %.0fs for job to finish", self.shutdown_grace)
+            self._grace_timer = threading.Timer(self.shutdown_grace, self._grace_expired)
+            self._grace_timer.daemon = True
+            self._grace_timer.start()
+        super().request_stop(signum, frame)
+
+    def _grace_expired(self) -> None:
+        if self.horse_pid:
+            self.log.warning("shutdown grace of %.0fs over: stopping the running job", self.shutdown_grace)
+            self.kill_horse()
 
 
 def build_worker(app: Flask, queue_names: list[str], name: str | None = None) -> CronworkWorker:
@@ -37,8 +176,15 @@ def build_worker(app: Flask, queue_names: list[str], name: str | None = None) ->
     job_class = bind_app(app)
     queues = [Queue(q, connection=connection, job_class=job_class) for q in queue_names]
     worker = CronworkWorker(queues, connection=connection, job_class=job_class, name=name)
-    worker.flask_app = app
+    worker.setup(app)
     return worker
+
+
+def configure_logging() -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(JobContextFilter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,8 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queues", nargs="*", default=["default"])
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
     parser.add_argument("--name", help="worker name (default: generated)")
+    parser.add_argument("--shutdown-grace", type=float, default=SHUTDOWN_GRACE, metavar="SECONDS")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
 
     app = create_app()
     try:
@@ -58,11 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         db.engine.dispose()  # the start-up probe's connections stay out of every fork
     worker = build_worker(app, args.queues, name=args.name)
+    worker.shutdown_grace = args.shutdown_grace
     log.info("worker name=%s queues=%s", worker.name, ",".join(args.queues))
     # with_scheduler: RQ's own scheduler moves delayed retries back to their queues.
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     return 0
 
+
+__all__ = ["AppJob", "CronworkWorker", "build_worker", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -57,3 +57,20 @@ class Keys:
     def ledger(self, name: str) -> str:
         """Sorted set of one schedule's tick records (score = tick epoch)."""
         return f"{self.prefix}:ledger:{name}"
+
+    def overlap_lock(self, name: str) -> str:
+        """Held by the running job of an `overlap = "skip"` schedule (value = its job id)."""
+        return f"{self.prefix}:overlap:{name}"
+
+    def failure_streak(self, name: str) -> str:
+        """Consecutive final failures of a schedule; deleted by a success."""
+        return f"{self.prefix}:failures:{name}"
+
+    def alerted(self, name: str) -> str:
+        """Set once admins were told of the current failure streak."""
+        return f"{self.prefix}:alerted:{name}"
+
+    @property
+    def pending_alerts(self) -> str:
+        """List of alerts that could not be written (database down), delivered later."""
+        return f"{self.prefix}:pending_alerts"

@@ -54,6 +54,21 @@ class Ledger:
         if pipeline is None:
             pipe.execute()
 
+    def attempts_key(self, name: str, tick: int) -> str:
+        return f"{self.keys.prefix}:attempts:{name}:{tick}"
+
+    def record_attempt(self, name: str, tick: int, fields: Mapping[str, Any]) -> None:
+        """Append one attempt's outcome (a run may take several with retries)."""
+        key = self.attempts_key(name, tick)
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, json.dumps(dict(fields)))
+            pipe.expire(key, LEDGER_TTL)
+            pipe.execute()
+
+    def attempts(self, name: str, tick: int) -> list[dict[str, Any]]:
+        """Every recorded attempt of a run, oldest first."""
+        return [json.loads(raw) for raw in self.connection.lrange(self.attempts_key(name, tick), 0, -1)]
+
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest `limit` records of a schedule, newest first."""
         ticks = self.connection.zrevrange(self.keys.ledger(name), 0, max(limit, 1) - 1)

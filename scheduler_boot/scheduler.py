@@ -15,7 +15,6 @@ Foreign scheduled jobs (an app's one-off `enqueue_at`) still go through rq-sched
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import signal
@@ -29,14 +28,14 @@ from uuid import uuid4
 from redis import Redis, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue, Retry
+from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.utils import import_attribute
 from rq_scheduler import Scheduler
 
 from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
 from scheduler_boot.ledger import Ledger
 from scheduler_boot.misfire import Decision, decide
+from scheduler_boot.runs import build_run_job
 from scheduler_boot.spec import ScheduleSpec
 
 log = logging.getLogger(__name__)
@@ -45,8 +44,6 @@ LOCK_TTL = 3.0  # seconds; a dead scheduler's lock is free again this soon
 MAX_SLEEP = 1.0  # seconds between passes at most
 MIN_SLEEP = 0.002
 CLAIM_TTL = 2 * 24 * 3600  # seconds; well above any misfire grace
-RUN_RESULT_TTL = 7 * 24 * 3600
-RUN_FAILURE_TTL = 30 * 24 * 3600
 BATCH = 200  # occurrences per transaction
 OUTAGE_BACKOFF_MAX = 5.0
 
@@ -65,13 +62,6 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def accepts_scheduled_for(func_path: str) -> bool:
-    """Whether the job function takes a `scheduled_for` argument (or **kwargs)."""
-    func = import_attribute(func_path)
-    params = inspect.signature(func).parameters.values()
-    return any(p.name == "scheduled_for" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 class CronworkScheduler(Scheduler):
@@ -95,7 +85,6 @@ class CronworkScheduler(Scheduler):
         self._acquire = connection.register_script(_ACQUIRE)
         self._release = connection.register_script(_RELEASE)
         self._specs: dict[str, tuple[str, ScheduleSpec]] = {}
-        self._accepts_tick: dict[str, bool] = {}
         self._stop_requested = False
 
     # -- lock -------------------------------------------------------------------------------
@@ -251,7 +240,7 @@ class CronworkScheduler(Scheduler):
             self.ledger.record(name, epoch, {"state": "paused", "paused_at": now.isoformat()}, pipe)
             return None
         job_id = self.keys.run_id(name, epoch)
-        job = self._run_job(spec, tick, job_id, trigger="schedule")
+        job = build_run_job(self.connection, spec, tick, job_id, "schedule", self.job_class)
         Queue(spec.queue, connection=self.connection).enqueue_job(job, pipeline=pipe)
         lag = round((now - tick).total_seconds(), 6)
         self.ledger.record(
@@ -262,34 +251,6 @@ class CronworkScheduler(Scheduler):
         )
         log.info("enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, tick.isoformat(), job_id, lag)
         return job_id
-
-    def _run_job(self, spec: ScheduleSpec, tick: datetime, job_id: str, trigger: str) -> Any:
-        """A fresh RQ job for one occurrence, carrying the schedule's run options."""
-        kwargs = dict(spec.kwargs)
-        accepts = self._accepts_tick.get(spec.func)
-        if accepts is None:
-            accepts = self._accepts_tick[spec.func] = accepts_scheduled_for(spec.func)
-        if accepts:
-            kwargs["scheduled_for"] = tick.isoformat()
-        retry = Retry(max=spec.retries, interval=list(spec.retry_backoff)) if spec.retries else None
-        return self.job_class.create(
-            spec.func,
-            args=list(spec.args),
-            kwargs=kwargs,
-            connection=self.connection,
-            id=job_id,
-            timeout=spec.timeout,
-            retry=retry,
-            result_ttl=RUN_RESULT_TTL,
-            failure_ttl=RUN_FAILURE_TTL,
-            description=f"{spec.name} @ {tick.isoformat()}",
-            meta={
-                "cronwork_schedule": spec.name,
-                "scheduled_for": tick.isoformat(),
-                "tick": int(tick.timestamp()),
-                "trigger": trigger,
-            },
-        )
 
     # -- the loop ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from app.models.base import Base, UTCDateTime, now_utc
 from app.models.environment import DailyEnvStat, Metric, Room, SensorReading, Setpoint
 from app.models.notifications import Notification, NotificationKind
 from app.models.rentals import Rental, RentalStatus
+from app.models.shipments import ShipmentEvent, ShipmentEventKind
 from app.models.stages import Stage, StageStatus
 from app.models.system import HEALTH_CHECK_HEARTBEAT, Heartbeat
 from app.models.tasks import DEFAULT_PERIOD_DAYS, Task, TaskStatus
@@ -23,6 +24,8 @@ __all__ = [
     "Room",
     "SensorReading",
     "Setpoint",
+    "ShipmentEvent",
+    "ShipmentEventKind",
     "Stage",
     "StageStatus",
     "Task",

@@ -447,9 +447,7 @@ def transitions(zone: ZoneInfo, first: int, last: int) -> list[datetime]:
             low, high = day, following
             while high - low > timedelta(seconds=1):
                 middle = low + (high - low) // 2
-                low, high = (
-                    (middle, high) if offset(middle, zone) == offset(low, zone) else (low, middle)
-                )
+                low, high = (middle, high) if offset(middle, zone) == offset(low, zone) else (low, middle)
             found.append(high)
         day = following
     return found
@@ -467,9 +465,7 @@ OFFSET_RANGE = {
 
 SECONDS = st.sampled_from([None, None, None, "0", "30", "*/20", "5,45"])
 MINUTES = st.sampled_from(["0", "30", "45", "15", "59", "*/15", "*/30", "0,30", "10-20/5", "*"])
-HOURS = st.sampled_from(
-    ["*", "*/2", "*/1", "1-5/2", "0", "1", "2", "3", "23", "1,2", "0-3", "22-23"]
-)
+HOURS = st.sampled_from(["*", "*/2", "*/1", "1-5/2", "0", "1", "2", "3", "23", "1,2", "0-3", "22-23"])
 DAYS = st.sampled_from(["*", "*", "*", "*", "1", "*/2", "4-6"])
 WEEKDAYS = st.sampled_from(["*", "*", "*", "0", "1-5"])
 
@@ -505,9 +501,7 @@ def is_gap_end(instant: datetime, zone: ZoneInfo) -> bool:
     return offset(instant - timedelta(seconds=1), zone) < offset(instant, zone)
 
 
-def expected_fires(
-    expression: str, zone: ZoneInfo, after: datetime, until: datetime
-) -> list[datetime]:
+def expected_fires(expression: str, zone: ZoneInfo, after: datetime, until: datetime) -> list[datetime]:
     """Fires in (after, until], by mapping every wall time that can land there by the rules."""
     low, high = OFFSET_RANGE[zone.key]
     fields = expression.split()
@@ -526,10 +520,12 @@ def expected_fires(
             fires.add(first)
             if hour == "*" or "/" in hour:
                 fires.add(second)
-        else:  # a gap: walk minutes from the earlier reading until the clock has jumped
-            jump = second
-            while not is_gap_end(jump, zone):
+        else:  # a gap: walk from the earlier reading until the clock has jumped
+            jump = second.replace(second=0)
+            while offset(jump, zone) == offset(second, zone):
                 jump += timedelta(minutes=1)
+            while offset(jump - timedelta(seconds=1), zone) != offset(second, zone):
+                jump -= timedelta(seconds=1)
             fires.add(jump)
         wall = walls.get_next(datetime)
     return sorted(fire for fire in fires if after < fire <= until)

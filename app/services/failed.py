@@ -1,0 +1,88 @@
+"""Failed runs: list them across queues and requeue them (one, all, or one schedule's)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+from rq import Queue
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job
+from rq.registry import FailedJobRegistry
+
+from jobs.outcomes import error_fields, schedule_of
+from scheduler_boot.keys import Keys
+from scheduler_boot.ledger import Ledger
+
+
+class RequeueError(LookupError):
+    """The job is unknown or not in a failed registry."""
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """One job in a failed registry."""
+
+    job_id: str
+    queue: str
+    schedule: str | None
+    scheduled_for: str | None
+    ended_at: str | None
+    error_type: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_failed(connection: Redis, schedule: str | None = None) -> list[FailedRun]:
+    """Every failed job of every queue, newest first (optionally one schedule's)."""
+    runs: list[FailedRun] = []
+    for queue in Queue.all(connection=connection):
+        registry = FailedJobRegistry(queue=queue)
+        for job in Job.fetch_many(registry.get_job_ids(), connection=connection):
+            if job is None or (schedule and schedule_of(job) != schedule):
+                continue
+            result = job.latest_result()
+            errors = error_fields(result.exc_string or "" if result else "")
+            ended = job.ended_at.replace(tzinfo=UTC).isoformat() if job.ended_at else None
+            runs.append(
+                FailedRun(
+                    job_id=job.id,
+                    queue=queue.name,
+                    schedule=schedule_of(job),
+                    scheduled_for=job.meta.get("scheduled_for"),
+                    ended_at=ended,
+                    error_type=errors["error_type"],
+                    error=errors["error"],
+                )
+            )
+    return sorted(runs, key=lambda r: r.ended_at or "", reverse=True)
+
+
+def requeue(connection: Redis, keys: Keys, job_id: str) -> FailedRun:
+    """Put one failed job back on its queue; it keeps its args, meta and scheduled_for."""
+    try:
+        job = Job.fetch(job_id, connection=connection)
+    except NoSuchJobError:
+        raise RequeueError(f"no job {job_id!r}") from None
+    registry = FailedJobRegistry(job.origin, connection=connection)
+    if job_id not in registry:
+        raise RequeueError(f"job {job_id!r} is not in the failed registry of queue {job.origin!r}")
+    run = next(r for r in list_failed(connection, schedule_of(job)) if r.job_id == job_id)
+    try:
+        registry.requeue(job)
+    except InvalidJobOperation as exc:
+        raise RequeueError(str(exc)) from None
+    name, tick = schedule_of(job), job.meta.get("tick")
+    if name is not None and tick is not None:
+        now = datetime.now(UTC).isoformat()
+        Ledger(connection, keys).record(name, int(tick), {"state": "enqueued", "requeued_at": now})
+    return run
+
+
+def requeue_all(connection: Redis, keys: Keys, schedule: str | None = None) -> list[FailedRun]:
+    """Requeue every failed job (optionally one schedule's); returns what was requeued."""
+    return [requeue(connection, keys, run.job_id) for run in list_failed(connection, schedule)]

@@ -1,0 +1,138 @@
+"""Scheduled shipments (seed 000): claim each due rental once, book the carrier, tell the market.
+
+Every step leaves its mark before the next external call, each in its own commit:
+
+1. claim — a conditional UPDATE (`pending` and due, or `shipping` with a lease older than
+   `SHIPPING_LEASE`, i.e. its worker died) sets `shipping`; zero rows means another run won;
+2. book — skipped when `carrier_booked_at` is set: a rental is never booked twice;
+3. notify the marketplace — then `shipped`.
+
+A failure is confined to its rental: a carrier failure marks it `failed` with the error; a
+marketplace failure after a successful booking puts it back to `pending` (with the error),
+so the next run only re-notifies. Job timeouts are never caught: the rental stays `shipping`
+and its lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from rq.timeouts import JobTimeoutException
+from sqlalchemy import ColumnElement, and_, or_, select, update
+
+from app.extensions import db
+from app.models import Rental, RentalStatus, now_utc
+from app.services.carriers import Carrier, Marketplace
+
+logger = logging.getLogger(__name__)
+
+SHIPPING_LEASE = timedelta(minutes=30)  # above any job timeout: a live claim is never stolen
+SHIPMENT_BATCH = 500  # due rental ids read per query
+ERROR_MAX = 1_000  # characters of an error kept on the rental
+
+
+def due_clause(now: datetime) -> ColumnElement[bool]:
+    """Rentals a run at `now` may claim: pending and due, or abandoned mid-shipment."""
+    return or_(
+        and_(Rental.status == RentalStatus.PENDING, Rental.ship_at <= now),
+        and_(Rental.status == RentalStatus.SHIPPING, Rental.claimed_at < now - SHIPPING_LEASE),
+    )
+
+
+def claim_rental(rental_id: int, now: datetime, worker: str) -> Rental | None:
+    """Claim one rental with a conditional UPDATE and commit; None when another run has it."""
+    rental = db.session.scalars(
+        update(Rental)
+        .where(Rental.id == rental_id, due_clause(now))
+        .values(
+            status=RentalStatus.SHIPPING,
+            claimed_by=worker,
+            claimed_at=now_utc(),
+            attempts=Rental.attempts + 1,
+        )
+        .returning(Rental),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).one_or_none()
+    db.session.commit()
+    return rental
+
+
+def ship_rental(rental: Rental, carrier: Carrier, marketplace: Marketplace) -> None:
+    """Book (unless already booked) and notify for a claimed rental; commit after each step."""
+    if rental.carrier_booked_at is None:
+        rental.tracking_number = carrier.book(rental)
+        rental.carrier_booked_at = now_utc()
+        rental.last_error = None
+        db.session.commit()
+        logger.info("carrier booked rental_id=%d tracking=%s", rental.id, rental.tracking_number)
+    else:
+        logger.info("carrier already booked rental_id=%d tracking=%s", rental.id, rental.tracking_number)
+    marketplace.notify_shipped(rental, rental.tracking_number or "")
+    shipped = now_utc()
+    rental.marketplace_notified_at = shipped
+    rental.shipped_at = shipped
+    rental.status = RentalStatus.SHIPPED
+    rental.claimed_by = None
+    rental.last_error = None
+    db.session.commit()
+    logger.info("marketplace notified rental_id=%d status=shipped", rental.id)
+
+
+def record_failure(rental_id: int, exc: Exception) -> None:
+    """Store the error; `failed` if not booked yet, else back to `pending` to be re-notified."""
+    db.session.rollback()
+    rental = db.session.get(Rental, rental_id, populate_existing=True)
+    if rental is None:
+        return
+    booked = rental.carrier_booked_at is not None
+    rental.status = RentalStatus.PENDING if booked else RentalStatus.FAILED
+    rental.claimed_by = None
+    rental.last_error = f"{type(exc).__name__}: {exc}"[:ERROR_MAX]
+    db.session.commit()
+    logger.warning(
+        "shipment failed rental_id=%d step=%s status=%s error=%s",
+        rental_id,
+        "marketplace" if booked else "carrier",
+        rental.status.value,
+        rental.last_error,
+    )
+
+
+def process_scheduled_shipments(
+    now: datetime, carrier: Carrier, marketplace: Marketplace, worker: str
+) -> dict[str, int]:
+    """Ship every rental due at `now`; return {total, success, failed, skipped}."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"naive datetime {now!r}: pass an aware datetime")
+    summary = {"total": 0, "success": 0, "failed": 0, "skipped": 0}
+    page = select(Rental.id).where(due_clause(now)).order_by(Rental.id).limit(SHIPMENT_BATCH)
+    last_id = 0
+    while ids := db.session.scalars(page.where(Rental.id > last_id)).all():
+        last_id = ids[-1]
+        for rental_id in ids:
+            summary["total"] += 1
+            rental = claim_rental(rental_id, now, worker)
+            if rental is None:
+                summary["skipped"] += 1
+                logger.info("shipment skipped rental_id=%d reason=claimed_elsewhere", rental_id)
+                continue
+            logger.info("shipment claimed rental_id=%d worker=%s", rental_id, worker)
+            try:
+                ship_rental(rental, carrier, marketplace)
+            except JobTimeoutException:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one rental's failure must not stop the batch
+                record_failure(rental_id, exc)
+                summary["failed"] += 1
+            else:
+                summary["success"] += 1
+    logger.info(
+        "shipments processed total=%d success=%d failed=%d skipped=%d now=%s",
+        summary["total"],
+        summary["success"],
+        summary["failed"],
+        summary["skipped"],
+        now.isoformat(),
+    )
+    return summary
