@@ -5,12 +5,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import scheduling
+from bench import domain, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "latency": scheduling.latency,
     "burst": scheduling.burst,
     "reconcile": scheduling.reconcile,
+    "worker": worker.run,
+    "domain": domain.run,
 }
 
 

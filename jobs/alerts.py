@@ -1,7 +1,8 @@
 """Admin alerts on final failures: once per schedule per failure streak, optional auto-pause.
 
 A final failure (retries exhausted, timeout, abandoned) increments the schedule's failure
-streak; the first one of a streak notifies the admins. A success ends the streak. With
+streak; the first one of a streak notifies the admins. A success ends the streak
+(jobs.outcomes deletes both keys with its ledger write). With
 `pause_after_failures = N` the schedule is paused after N final failures in a row. When the
 database is down (often the very cause), the alert waits in Redis and is delivered later.
 """
@@ -25,11 +26,6 @@ from scheduler_boot.keys import Keys
 log = logging.getLogger(__name__)
 
 MAX_PENDING_ALERTS = 1000
-
-
-def on_success(connection: Redis, keys: Keys, name: str) -> None:
-    """A success ends the failure streak."""
-    connection.delete(keys.failure_streak(name), keys.alerted(name))
 
 
 def on_final_failure(

@@ -76,12 +76,20 @@ class RunRecorder:
         self.keys = keys
         self.ledger = Ledger(connection, keys)
 
-    def _record(self, job: Job, fields: dict[str, Any]) -> None:
+    def _record(self, job: Job, fields: dict[str, Any], attempt: bool = False) -> None:
+        """Merge `fields` into the run's record (and append them as an attempt), one round trip."""
         name = schedule_of(job)
         tick = job.meta.get("tick") if job.meta else None
         if name is None or tick is None:
             return
-        self.ledger.record(name, int(tick), {"job_id": job.id, **fields})
+        with self.connection.pipeline(transaction=False) as pipe:
+            self.ledger.record(name, int(tick), {"job_id": job.id, **fields}, pipe)
+            if attempt:
+                started = job.started_at.replace(tzinfo=UTC).isoformat() if job.started_at else None
+                self.ledger.record_attempt(name, int(tick), {**fields, "started_at": started}, pipe)
+            if fields.get("state") == "succeeded":  # a success ends the failure streak
+                pipe.delete(self.keys.failure_streak(name), self.keys.alerted(name))
+            pipe.execute()
         log.info("run schedule=%s job_id=%s state=%s", name, job.id, fields.get("state"))
 
     def running(self, job: Job) -> None:
@@ -103,8 +111,7 @@ class RunRecorder:
             "result": _truncate(result),
             "attempt": attempt_of(job),
         }
-        self._record(job, fields)
-        self._attempt(job, fields)
+        self._record(job, fields, attempt=True)
 
     def skipped_overlap(self, job: Job, result: Any) -> None:
         self._record(job, {"state": "skipped_overlap", **self._ended(job), "result": _truncate(result)})
@@ -116,15 +123,8 @@ class RunRecorder:
         fields["attempt"] = attempt or attempt_of(job)
         if job.started_at is None:
             fields.pop("duration", None)
-        self._record(job, fields)
-        self._attempt(job, fields)
+        self._record(job, fields, attempt=True)
         return state
-
-    def _attempt(self, job: Job, fields: dict[str, Any]) -> None:
-        name, tick = schedule_of(job), job.meta.get("tick") if job.meta else None
-        if name is not None and tick is not None:
-            started = job.started_at.replace(tzinfo=UTC).isoformat() if job.started_at else None
-            self.ledger.record_attempt(name, int(tick), {**fields, "started_at": started})
 
     @staticmethod
     def _ended(job: Job) -> dict[str, Any]:

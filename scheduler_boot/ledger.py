@@ -57,12 +57,15 @@ class Ledger:
     def attempts_key(self, name: str, tick: int) -> str:
         return f"{self.keys.prefix}:attempts:{name}:{tick}"
 
-    def record_attempt(self, name: str, tick: int, fields: Mapping[str, Any]) -> None:
+    def record_attempt(
+        self, name: str, tick: int, fields: Mapping[str, Any], pipeline: Pipeline | None = None
+    ) -> None:
         """Append one attempt's outcome (a run may take several with retries)."""
         key = self.attempts_key(name, tick)
-        with self.connection.pipeline(transaction=False) as pipe:
-            pipe.rpush(key, json.dumps(dict(fields)))
-            pipe.expire(key, LEDGER_TTL)
+        pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
+        pipe.rpush(key, json.dumps(dict(fields)))
+        pipe.expire(key, LEDGER_TTL)
+        if pipeline is None:
             pipe.execute()
 
     def attempts(self, name: str, tick: int) -> list[dict[str, Any]]:
