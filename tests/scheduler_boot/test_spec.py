@@ -187,4 +187,12 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 
 def test_the_shipped_schedule_is_valid() -> None:
     schedule = load_schedule(DEFAULT_SCHEDULE_FILE)
-    assert {"health_check", "update_stage_status"} <= set(schedule.enabled)
+    # Every periodic job of the seed systems (DESIGN.md, "Domain jobs") is declared.
+    assert set(schedule.enabled) == {
+        "health_check", "update_stage_status", "reset_periodic_tasks", "check_task_warnings",
+        "update_time_progress", "cleanup_old_data", "process_scheduled_shipments",
+        "daily_env_stats", "hourly_setpoint_monitoring", "daily_report",
+    }
+    assert schedule.specs["daily_env_stats"].next_fire(datetime(2026, 11, 22, tzinfo=UTC)) == datetime(
+        2026, 11, 22, 17, 3, 20, tzinfo=UTC
+    )
