@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask, current_app
+from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
 
 from app.models.base import Base
 
 db = SQLAlchemy(model_class=Base)
+# Alembic owns the schema (`flask --app app db upgrade`); batch mode lets SQLite ALTER tables.
+migrate = Migrate(render_as_batch=True, compare_type=True)
 
 # Short socket timeouts: a Redis that is not there must fail fast, never hang.
 REDIS_SOCKET_TIMEOUT = 5.0

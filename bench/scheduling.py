@@ -61,7 +61,7 @@ def latency(ticks: int = 60) -> None:
             '[schedules.health_check]\nfunc = "jobs.system.health_check"\nevery = "1s"\noverlap = "allow"\n'
         )
         env = process_env(ours.url, base, schedule)
-        start(python("-m", "flask", "--app", "app", "db", "create"), env, base / "db.log").wait()
+        start(python("-m", "flask", "--app", "app", "db", "upgrade"), env, base / "db.log").wait()
         stock_env = process_env(stock.url, base)
         stock_conn = Redis.from_url(stock.url)
         first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)

@@ -69,7 +69,7 @@ def run(count: int = 300) -> None:
     with redis_server() as server, tempfile.TemporaryDirectory() as folder:
         base = Path(folder)
         env = process_env(server.url, base)
-        start(python("-m", "flask", "--app", "app", "db", "create"), env, base / "db.log").wait()
+        start(python("-m", "flask", "--app", "app", "db", "upgrade"), env, base / "db.log").wait()
         conn = Redis.from_url(server.url)
         queue = Queue("bench", connection=conn)
 

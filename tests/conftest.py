@@ -7,15 +7,18 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from flask import Flask
+from flask_migrate import stamp
 from redis import Redis
 
 from app import create_app
 from app.config import PROJECT_ROOT
+from app.embedded_postgres import EmbeddedPostgres, PostgresNotAvailable
 from app.embedded_redis import EmbeddedRedis
 from app.extensions import db, get_redis
 
@@ -38,10 +41,38 @@ def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    """A real local PostgreSQL server (Debian's binaries) for the whole session."""
+    try:
+        server = EmbeddedPostgres().start()
+    except PostgresNotAvailable as exc:
+        if os.environ.get("CI"):
+            raise  # CI must test PostgreSQL for real; `make test` installs it
+        pytest.skip(f"PostgreSQL NOT TESTED: {exc}")
+    yield server
+    server.stop()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked `both_databases` run on SQLite and on PostgreSQL; others on SQLite."""
+    if "db_backend" in metafunc.fixturenames:
+        both = metafunc.definition.get_closest_marker("both_databases") is not None
+        metafunc.parametrize("db_backend", ["sqlite", "postgresql"] if both else ["sqlite"], indirect=True)
+
+
 @pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    """A fresh SQLite file for the test."""
-    return f"sqlite:///{tmp_path / 'test.db'}"
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database for the test: a SQLite file, or a new PostgreSQL database."""
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    server: EmbeddedPostgres = request.getfixturevalue("postgres_server")
+    return server.create_database(f"test_{uuid.uuid4().hex[:16]}")
 
 
 @pytest.fixture
@@ -56,7 +87,10 @@ def app(redis_url: str, database_url: str) -> Iterator[Flask]:
         }
     )
     with app.app_context():
+        # create_all is much faster than replaying migrations per test; stamping head keeps
+        # Alembic consistent (tests/app/test_migrations.py proves both give the same schema).
         db.create_all()
+        stamp()
         yield app
         db.session.remove()
         db.engine.dispose()

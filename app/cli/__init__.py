@@ -7,9 +7,9 @@ from flask import Flask
 
 def register_cli(app: Flask) -> None:
     """Attach every command group to the app."""
-    from app.cli.demo import db_cli, demo_cli
+    from app.cli.demo import demo_cli
     from app.cli.failed import failed_cli
     from app.cli.schedules import schedules_cli
 
-    for group in (db_cli, demo_cli, failed_cli, schedules_cli):
+    for group in (demo_cli, failed_cli, schedules_cli):
         app.cli.add_command(group)

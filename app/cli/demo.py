@@ -1,4 +1,4 @@
-"""`flask db create` and `flask demo seed`: the tables, then data so every periodic job has work.
+"""`flask demo seed`: migrate the schema, then data so every periodic job has work.
 
 The seed is reproducible: one `random.Random(seed)` draws everything, and every timestamp is
 an offset from `--now` (default: the current time), so the same `--seed` and `--now` give
@@ -15,7 +15,8 @@ from typing import Any
 
 import click
 from flask.cli import AppGroup
-from sqlalchemy import func, insert, select
+from flask_migrate import upgrade
+from sqlalchemy import func, insert, select, text
 
 from app.extensions import db
 from app.models import (
@@ -79,15 +80,7 @@ ITEMS = ["Camera kit", "Tent 4p", "Projector", "Drone", "E-bike", "Sound system"
 CUSTOMERS = ["Li Wei", "Zhang Min", "Ana Souza", "Tom Becker", "Priya Nair", "Kenji Sato"]
 ROOMS = ["Grow Room A", "Grow Room B", "Nursery", "Drying Room", "Seed Bank", "Lab"]
 
-db_cli = AppGroup("db", help="Database schema commands.")
 demo_cli = AppGroup("demo", help="Demo data so every periodic job has work.")
-
-
-@db_cli.command("create")
-def create_tables() -> None:
-    """Create the missing tables; existing tables and rows are left alone."""
-    db.create_all()
-    click.echo("tables: " + ", ".join(sorted(db.metadata.tables)))
 
 
 def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -124,14 +117,17 @@ def seed_command(
     reset: bool,
     if_empty: bool,
 ) -> None:
-    """Create the tables and fill them with realistic, reproducible demo data."""
+    """Migrate the schema to head and fill it with realistic, reproducible demo data."""
     if reset and if_empty:
         raise click.UsageError("--reset and --if-empty contradict each other")
     if reset:
         # An open transaction of this session would hold locks DROP TABLE waits on (PostgreSQL).
         db.session.close()
         db.drop_all()
-    db.create_all()
+        db.session.execute(text("DROP TABLE IF EXISTS alembic_version"))
+        db.session.commit()
+    # The same path as production: Alembic migrations, never create_all().
+    upgrade()
     existing = {m.__tablename__: n for m in SEEDED_MODELS if (n := _count(m))}
     if existing:
         if if_empty:

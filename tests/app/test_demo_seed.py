@@ -1,4 +1,4 @@
-"""`flask demo seed` and `flask db create`: every kind of row, reproducible, never twice."""
+"""`flask demo seed` and `flask db upgrade`: every kind of row, reproducible, never twice."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from app.cli.demo import SEEDED_MODELS, db_cli, demo_cli
+from app.cli.demo import SEEDED_MODELS, demo_cli
 from app.extensions import db
 from app.models import (
     Notification,
@@ -33,9 +33,8 @@ SMALL = ["--tasks", "80", "--rentals", "30", "--rooms", "2", "--readings-per-hou
 
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
-    """A CLI runner with the demo and db groups registered on the test app."""
+    """A CLI runner with the demo group registered on the test app."""
     app.cli.add_command(demo_cli)
-    app.cli.add_command(db_cli)
     return app.test_cli_runner()
 
 
@@ -164,16 +163,11 @@ def test_seed_with_zero_counts_still_creates_users(runner: FlaskCliRunner) -> No
     assert count(SensorReading) == 0
 
 
-def test_db_create_is_idempotent(runner: FlaskCliRunner) -> None:
-    db.drop_all()
-    result = runner.invoke(args=["db", "create"])
-    assert result.exit_code == 0, result.output
-    assert "tasks" in result.output
-    assert "heartbeats" in result.output
+def test_db_upgrade_is_idempotent(runner: FlaskCliRunner) -> None:
     assert seed(runner).exit_code == 0
     before = dump()
 
-    result = runner.invoke(args=["db", "create"])
+    result = runner.invoke(args=["db", "upgrade"])
     assert result.exit_code == 0, result.output
     db.session.remove()
     assert dump() == before
