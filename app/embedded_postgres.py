@@ -60,12 +60,26 @@ class EmbeddedPostgres:
             shutil.chown(self.root, "postgres", "postgres")
         run = {"check": True, "capture_output": True}
         subprocess.run(
-            _as_server_user([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", ROLE]), **run
+            _as_server_user([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", ROLE]),
+            **run,
         )
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        # Throwaway test data: no fsync, loopback only, socket in our own directory.
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+        )
         subprocess.run(
             _as_server_user(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start"]
+                [
+                    str(self.bin / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(self.root / "log"),
+                    "-w",
+                    "start",
+                ]
             ),
             **run,
         )
