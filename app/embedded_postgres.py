@@ -65,7 +65,8 @@ class EmbeddedPostgres:
         )
         # Throwaway test data: no fsync, loopback only, socket in our own directory.
         options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off"
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c full_page_writes=off"
         )
         subprocess.run(
             _as_server_user(
