@@ -29,6 +29,9 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
     ZoneInfo(app_timezone)  # an unknown zone is a configuration error, reported at start
     return {
         "REDIS_URL": env.get("REDIS_URL", DEFAULT_REDIS_URL),
+        # Through Redis Sentinel instead: "host:port,host:port" and the master's name.
+        "REDIS_SENTINELS": env.get("REDIS_SENTINELS", ""),
+        "REDIS_SENTINEL_MASTER": env.get("REDIS_SENTINEL_MASTER", "mymaster"),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SCHEDULE_FILE": env.get("SCHEDULE_FILE", str(DEFAULT_SCHEDULE_FILE)),
         "APP_TIMEZONE": app_timezone,

@@ -11,24 +11,25 @@ import socket
 import sys
 import time
 
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 
 from app import create_app
-from app.extensions import make_redis
+from app.extensions import redis_from_config
 from scheduler_boot.keys import Keys
 
 MAX_AGE = 30.0
 
 
-def scheduler_ok(redis_url: str, prefix: str) -> bool:
-    beats = [float(v) for v in make_redis(redis_url).hvals(Keys(prefix).scheduler_heartbeat)]
+def scheduler_ok(redis: Redis, prefix: str) -> bool:
+    beats = [float(v) for v in redis.hvals(Keys(prefix).scheduler_heartbeat)]
     return bool(beats) and time.time() - max(beats) <= MAX_AGE
 
 
-def worker_ok(redis_url: str) -> bool:
+def worker_ok(redis: Redis) -> bool:
     host = socket.gethostname()
-    return any(w.hostname == host for w in Worker.all(connection=make_redis(redis_url)))
+    return any(w.hostname == host for w in Worker.all(connection=redis))
 
 
 def main(argv: list[str]) -> int:
@@ -37,10 +38,11 @@ def main(argv: list[str]) -> int:
         return 2
     app = create_app()
     try:
+        redis = redis_from_config(app.config)
         if argv[0] == "scheduler":
-            healthy = scheduler_ok(app.config["REDIS_URL"], app.config["CRONWORK_PREFIX"])
+            healthy = scheduler_ok(redis, app.config["CRONWORK_PREFIX"])
         else:
-            healthy = worker_ok(app.config["REDIS_URL"])
+            healthy = worker_ok(redis)
     except RedisError as exc:
         sys.stderr.write(f"probe {argv[0]}: redis error: {exc}\n")
         return 1

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db, make_redis
+from app.extensions import db, describe_redis, redis_from_config
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,8 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
 
 
-def _retry(what: str, url: str, probe: Callable[[], object], timeout: float) -> None:
-    """Call `probe` until it succeeds or `timeout` seconds pass."""
+def _retry(what: str, where: str, probe: Callable[[], object], timeout: float) -> None:
+    """Call `probe` until it succeeds or `timeout` seconds pass; `where` is already masked."""
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
@@ -46,19 +46,18 @@ def _retry(what: str, url: str, probe: Callable[[], object], timeout: float) -> 
             return
         except (RedisError, SQLAlchemyError, OSError) as exc:
             if time.monotonic() + delay > deadline:
-                raise ServiceUnavailable(
-                    f"cannot reach {what} at {mask_url(url)} after {timeout:.0f}s: {exc}"
-                ) from None
-            log.warning("waiting for %s at %s: %s", what, mask_url(url), exc)
+                message = f"cannot reach {what} at {where} after {timeout:.0f}s: {exc}"
+                raise ServiceUnavailable(message) from None
+            log.warning("waiting for %s at %s: %s", what, where, exc)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
 
-def wait_for_redis(url: str, timeout: float) -> None:
-    """PING Redis until it answers."""
-    client = make_redis(url)
+def wait_for_redis(app: Flask, timeout: float) -> None:
+    """PING Redis (directly or through Sentinel) until it answers."""
+    client = redis_from_config(app.config)
     try:
-        _retry("Redis", url, client.ping, timeout)
+        _retry("Redis", describe_redis(app.config), client.ping, timeout)
     finally:
         client.close()
 
@@ -71,11 +70,11 @@ def wait_for_database(app: Flask, timeout: float) -> None:
         with app.app_context(), db.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
 
-    _retry("the database", url, probe, timeout)
+    _retry("the database", mask_url(url), probe, timeout)
 
 
 def wait_for_services(app: Flask, timeout: float | None = None) -> None:
     """Both checks, with the app's STARTUP_TIMEOUT unless given."""
     limit = float(app.config["STARTUP_TIMEOUT"] if timeout is None else timeout)
-    wait_for_redis(app.config["REDIS_URL"], limit)
+    wait_for_redis(app, limit)
     wait_for_database(app, limit)

@@ -28,7 +28,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from app import create_app
-from app.extensions import db, make_redis
+from app.extensions import db, redis_from_config
 from app.readiness import ServiceUnavailable, wait_for_services
 from jobs.alerts import flush_pending, on_final_failure
 from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields, schedule_of
@@ -183,7 +183,7 @@ def preload_jobs() -> None:
 
 def build_worker(app: Flask, queue_names: list[str], name: str | None = None) -> CronworkWorker:
     """A worker on the app's Redis, with the app-bound Job class on its queues."""
-    connection = make_redis(app.config["REDIS_URL"])
+    connection = redis_from_config(app.config)
     # One client for rq and the app: each horse then reconnects once, not twice.
     app.extensions["cronwork_redis"] = connection
     job_class = bind_app(app)

@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 
 from app import create_app
-from app.extensions import make_redis
+from app.extensions import redis_from_config
 from app.readiness import ServiceUnavailable, wait_for_services
 from scheduler_boot.keys import Keys
 from scheduler_boot.scheduler import CronworkScheduler
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceUnavailable as exc:
         sys.stderr.write(f"scheduler_boot: {exc}\n")
         return EXIT_UNAVAILABLE
-    connection = make_redis(app.config["REDIS_URL"])
+    connection = redis_from_config(app.config)
     keys = Keys(app.config["CRONWORK_PREFIX"])
     if args.dry_run:
         sys.stdout.write(compute_plan(connection, schedule.specs, keys).render() + "\n")
