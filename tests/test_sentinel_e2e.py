@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from flask import Flask
 from redis import Redis
 from redis.sentinel import MasterNotFoundError, Sentinel
 
