@@ -22,18 +22,13 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 from app.extensions import db, get_redis
 from jobs.outcomes import RunRecorder, schedule_of
 from scheduler_boot.keys import Keys
+from scheduler_boot.scripts import COMPARE_AND_DELETE
 
 log = logging.getLogger(__name__)
 
 ALLOWED_PACKAGE = "jobs"
 HARD_KILL_GRACE = 10  # seconds a job may keep running after its timeout before SIGKILL
 OVERLAP_LOCK_MARGIN = 60  # lock TTL = timeout + this: a dead worker's lock expires on its own
-
-# Compare-and-delete: a run releases only the overlap lock it owns.
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class ForbiddenJobFunction(RuntimeError):
@@ -125,7 +120,7 @@ class AppJob(Job):
 
 def release_overlap_lock(redis: Redis, keys: Keys, name: str, job_id: str) -> bool:
     """Release a schedule's overlap lock if `job_id` holds it (a dead run's, or our own)."""
-    return bool(redis.eval(_RELEASE_LOCK, 1, keys.overlap_lock(name), job_id))
+    return bool(redis.eval(COMPARE_AND_DELETE, 1, keys.overlap_lock(name), job_id))
 
 
 def bind_app(app: Flask) -> type[AppJob]:

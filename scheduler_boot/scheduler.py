@@ -36,6 +36,7 @@ from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
 from scheduler_boot.ledger import Ledger
 from scheduler_boot.misfire import Decision, decide
 from scheduler_boot.runs import build_run_job
+from scheduler_boot.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
 from scheduler_boot.spec import ScheduleSpec
 
 log = logging.getLogger(__name__)
@@ -46,22 +47,6 @@ MIN_SLEEP = 0.002
 CLAIM_TTL = 2 * 24 * 3600  # seconds; well above any misfire grace
 BATCH = 200  # occurrences per transaction
 OUTAGE_BACKOFF_MAX = 5.0
-
-# KEYS[1] = lock; ARGV = token, ttl ms. Take the lock if free, or extend it if ours.
-_ACQUIRE = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 1
-elseif not owner then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1
-end
-return 0
-"""
-# Delete the lock only if we own it.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class CronworkScheduler(Scheduler):
@@ -82,8 +67,8 @@ class CronworkScheduler(Scheduler):
         self.lock_ttl = lock_ttl
         self.clock = clock
         self._token = self.name
-        self._acquire = connection.register_script(_ACQUIRE)
-        self._release = connection.register_script(_RELEASE)
+        self._acquire = connection.register_script(ACQUIRE_OR_EXTEND)
+        self._release = connection.register_script(COMPARE_AND_DELETE)
         self._specs: dict[str, tuple[str, ScheduleSpec]] = {}
         self._stop_requested = False
 
