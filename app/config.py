@@ -40,6 +40,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", ""),
         "ADMIN_USER": env.get("ADMIN_USER", ""),
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
+        # Behind TLS in production: send the session cookie over HTTPS only.
+        "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "") == "1",
         # Seconds a process keeps retrying Redis/DB at start before it exits non-zero.
         "STARTUP_TIMEOUT": float(env.get("STARTUP_TIMEOUT", "10")),
         # A health_check heartbeat older than this makes /healthz unhealthy.

@@ -1,7 +1,47 @@
-"""Ops blueprint: health, metrics, API and pages."""
+"""Ops surface: health, metrics, the JSON API, the pages and rq-dashboard, all behind app.ops.auth."""
 
-from flask import Blueprint
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, request
+from flask.blueprints import BlueprintSetupState
+from werkzeug.exceptions import HTTPException
 
 ops_blueprint = Blueprint("ops", __name__)
+api_blueprint = Blueprint("api", __name__, url_prefix="/api")
+pages_blueprint = Blueprint("pages", __name__)
 
-from app.ops import health  # noqa: E402,F401  (registers the routes)
+from app.ops import api, health, metrics, pages  # noqa: E402,F401  (registers the routes)
+from app.ops.auth import guard  # noqa: E402
+from app.ops.dashboard import mount_dashboard  # noqa: E402
+
+ops_blueprint.register_blueprint(api_blueprint)
+ops_blueprint.register_blueprint(pages_blueprint)
+
+# Ops pages only load their own CSS and JS; no framing (the buttons change state).
+PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+
+@ops_blueprint.record_once
+def _setup(state: BlueprintSetupState) -> None:
+    """Once per app: the auth guard, rq-dashboard, the metrics registry, cookie and error policy."""
+    app: Flask = state.app
+    if app.config.get("SESSION_COOKIE_SAMESITE") is None:
+        app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
+    app.before_request(guard)  # first: every other hook runs on an authenticated request
+    mount_dashboard(app)
+    app.extensions[metrics.EXTENSION] = metrics.build_registry(app)
+    app.register_error_handler(HTTPException, api.json_http_error)
+    app.after_request(_headers)
+
+
+def _headers(response: Response) -> Response:
+    """Security and caching headers for ops responses."""
+    endpoint = request.endpoint or ""
+    if endpoint.startswith(("ops.api.", "ops.pages.")):
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    if endpoint.startswith("ops.pages."):
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+    return response

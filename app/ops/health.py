@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, jsonify
 from flask.typing import ResponseReturnValue
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db, get_redis
+from app.extensions import db, describe_redis, get_redis
 from app.ops import ops_blueprint
 from app.readiness import mask_url
 from app.services.heartbeat import heartbeat_age
@@ -36,10 +39,9 @@ def healthz() -> ResponseReturnValue:
             "ok": scheduler_age is not None and scheduler_age <= max_age,
             "heartbeat_age": _round(scheduler_age),
         }
-        checks["workers"] = {"ok": True, "count": Worker.count(connection=redis)}
+        checks["workers"] = _workers(redis, keys)
     except RedisError as exc:
-        url = mask_url(current_app.config["REDIS_URL"])
-        checks["redis"] = {"ok": False, "error": f"{url}: {exc}"}
+        checks["redis"] = {"ok": False, "error": f"{describe_redis(current_app.config)}: {exc}"}
     try:
         db.session.execute(text("SELECT 1"))
         age = heartbeat_age(now)
@@ -53,6 +55,20 @@ def healthz() -> ResponseReturnValue:
     healthy = all(part["ok"] for part in checks.values()) and "health_check" in checks
     status = 200 if healthy else 503
     return jsonify({"status": "ok" if healthy else "unhealthy", "checks": checks}), status
+
+
+def _workers(redis: Redis, keys: Keys) -> dict[str, Any]:
+    """Live workers per queue; not ok when a registered schedule's queue has none."""
+    workers = Worker.all(connection=redis)
+    per_queue = Counter(q for w in workers for q in w.queue_names())
+    needed = {json.loads(raw)["spec"]["queue"] for raw in redis.hvals(keys.definitions)}
+    unserved = sorted(q for q in needed if not per_queue[q])
+    return {
+        "ok": not unserved,
+        "count": len(workers),
+        "queues": dict(sorted(per_queue.items())),
+        **({"unserved_queues": unserved} if unserved else {}),
+    }
 
 
 def _round(value: float | None) -> float | None:

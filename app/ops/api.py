@@ -1,0 +1,194 @@
+"""The ops JSON API under /api: schedules, their ledger, actions, and failed runs (Bearer token)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any, NoReturn
+
+from flask import current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import get_redis
+from app.ops import api_blueprint
+from app.ops.display import schedule_json
+from app.services.failed import RequeueError, list_failed, requeue, requeue_all
+from app.services.schedules import (
+    MAX_HISTORY,
+    InvalidReason,
+    NotRunnable,
+    ScheduleService,
+    UnknownSchedule,
+)
+from scheduler_boot.keys import Keys
+
+MAX_BODY = 16 * 1024  # bytes of a JSON request body
+MAX_NEXT = 100
+
+
+class ApiError(Exception):
+    """An error answered as {"error": message} with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@api_blueprint.errorhandler(ApiError)
+def _api_error(exc: ApiError) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), exc.status
+
+
+@api_blueprint.errorhandler(UnknownSchedule)
+def _unknown(exc: UnknownSchedule) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), 404
+
+
+@api_blueprint.errorhandler(NotRunnable)
+def _not_runnable(exc: NotRunnable) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), 409
+
+
+@api_blueprint.errorhandler(InvalidReason)
+def _bad_reason(exc: InvalidReason) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), 400
+
+
+def json_http_error(exc: HTTPException) -> ResponseReturnValue:
+    """Any HTTP error under /api as JSON (also unmatched URLs and wrong methods)."""
+    if not request.path.startswith("/api/"):
+        return exc
+    response = exc.get_response()
+    response.data = json.dumps({"error": exc.description or exc.name})
+    response.mimetype = "application/json"
+    return response
+
+
+def _fail(status: int, message: str) -> NoReturn:
+    raise ApiError(status, message)
+
+
+def _body(allowed: frozenset[str]) -> dict[str, Any]:
+    """The JSON object of the request (empty body → {}); unknown fields are refused."""
+    if request.content_length and request.content_length > MAX_BODY:
+        _fail(413, f"request body over {MAX_BODY} bytes")
+    raw = request.get_data(cache=True)
+    if len(raw) > MAX_BODY:
+        _fail(413, f"request body over {MAX_BODY} bytes")
+    if not raw.strip():
+        return {}
+    if request.mimetype != "application/json":
+        _fail(415, "send the body as application/json")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        _fail(400, "invalid JSON body")
+    if not isinstance(data, dict):
+        _fail(400, "the JSON body must be an object")
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        _fail(400, f"unknown field(s): {', '.join(unknown)}")
+    return data
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        _fail(400, f"{name} must be a whole number")
+    if not low <= value <= high:
+        _fail(400, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _keys() -> Keys:
+    return Keys(current_app.config["CRONWORK_PREFIX"])
+
+
+@api_blueprint.get("/schedules")
+def list_schedules() -> ResponseReturnValue:
+    """Every schedule: trigger, zone, next fire times, enabled, paused, last run, failures."""
+    views = ScheduleService.for_app().overview(recent=1)
+    return jsonify({"schedules": [schedule_json(view) for view in views]})
+
+
+@api_blueprint.get("/schedules/<name>")
+def get_schedule(name: str) -> ResponseReturnValue:
+    """One schedule."""
+    return jsonify(schedule_json(ScheduleService.for_app().get(name, recent=1)))
+
+
+@api_blueprint.get("/schedules/<name>/next")
+def next_fires(name: str) -> ResponseReturnValue:
+    """The next `count` fire times (UTC)."""
+    count = _int_arg("count", 5, 1, MAX_NEXT)
+    times = ScheduleService.for_app().next_fires(name, count)
+    return jsonify({"schedule": name, "next_fire_times": [t.isoformat() for t in times]})
+
+
+@api_blueprint.get("/schedules/<name>/history")
+def history(name: str) -> ResponseReturnValue:
+    """The ledger, newest first (`limit`, default 50)."""
+    limit = _int_arg("limit", 50, 1, MAX_HISTORY)
+    return jsonify({"schedule": name, "runs": ScheduleService.for_app().history(name, limit)})
+
+
+@api_blueprint.post("/schedules/<name>/run")
+def run(name: str) -> ResponseReturnValue:
+    """Enqueue a manual run of a declared, registered schedule."""
+    _body(frozenset())
+    manual = ScheduleService.for_app().run_now(name)
+    return jsonify(asdict(manual)), 202
+
+
+@api_blueprint.post("/schedules/<name>/pause")
+def pause(name: str) -> ResponseReturnValue:
+    """Pause with {"reason": "..."}."""
+    data = _body(frozenset({"reason"}))
+    record = ScheduleService.for_app().pause(name, data.get("reason"))
+    return jsonify({"schedule": name, "paused": True, **record})
+
+
+@api_blueprint.post("/schedules/<name>/resume")
+def resume(name: str) -> ResponseReturnValue:
+    """Resume; `was_paused` tells whether there was anything to resume."""
+    _body(frozenset())
+    was_paused = ScheduleService.for_app().resume(name)
+    return jsonify({"schedule": name, "paused": False, "was_paused": was_paused})
+
+
+@api_blueprint.get("/failed")
+def failed() -> ResponseReturnValue:
+    """Failed runs of every queue, newest first (`schedule` to filter)."""
+    runs = list_failed(get_redis(), request.args.get("schedule") or None)
+    return jsonify({"failed": [r.to_dict() for r in runs]})
+
+
+@api_blueprint.post("/failed/<job_id>/requeue")
+def requeue_one(job_id: str) -> ResponseReturnValue:
+    """Requeue one failed run."""
+    _body(frozenset())
+    try:
+        run = requeue(get_redis(), _keys(), job_id)
+    except RequeueError as exc:
+        _fail(404, str(exc))
+    return jsonify({"requeued": [run.to_dict()], "count": 1})
+
+
+@api_blueprint.post("/failed/requeue")
+def requeue_many() -> ResponseReturnValue:
+    """Requeue every failed run, or one schedule's with {"schedule": name}."""
+    schedule = _body(frozenset({"schedule"})).get("schedule")
+    if schedule is not None:
+        if not isinstance(schedule, str) or not schedule:
+            _fail(400, "schedule must be a schedule name")
+        ScheduleService.for_app().require(schedule)
+    try:
+        runs = requeue_all(get_redis(), _keys(), schedule)
+    except RequeueError as exc:
+        _fail(409, str(exc))
+    return jsonify({"requeued": [r.to_dict() for r in runs], "count": len(runs)})

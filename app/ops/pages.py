@@ -1,0 +1,134 @@
+"""Server-rendered ops pages: the schedules list, one schedule's ledger, login; actions as POST forms."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask.typing import ResponseReturnValue
+
+from app.extensions import get_redis
+from app.ops import pages_blueprint
+from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
+from app.ops.display import local_time, relative, short_duration, start_latency, trigger_words
+from app.services.failed import RequeueError, list_failed, requeue
+from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
+from scheduler_boot.keys import Keys
+
+log = logging.getLogger(__name__)
+
+DETAIL_HISTORY = 100
+MARK_CLASSES = {
+    "skipped_overlap": "skipped",
+    "timed_out": "timedout",
+}
+
+
+@pages_blueprint.context_processor
+def _helpers() -> dict[str, Any]:
+    return {
+        "csrf_token": csrf_token,
+        "local_time": local_time,
+        "relative": relative,
+        "short_duration": short_duration,
+        "start_latency": start_latency,
+        "trigger_words": trigger_words,
+        "mark_class": lambda state: MARK_CLASSES.get(str(state), str(state)),
+        "now": datetime.now(UTC),
+    }
+
+
+@pages_blueprint.get("/")
+def index() -> ResponseReturnValue:
+    """Every schedule with its next fire times and last runs as coloured marks."""
+    views = ScheduleService.for_app().overview()
+    return render_template("ops/schedules.html", views=views)
+
+
+@pages_blueprint.get("/schedules/<name>")
+def schedule(name: str) -> ResponseReturnValue:
+    """One schedule: definition, next fire times, ledger with errors, failed runs."""
+    service = ScheduleService.for_app()
+    try:
+        view = service.get(name, recent=DETAIL_HISTORY)
+    except UnknownSchedule:
+        abort(404, f"unknown schedule {name!r}")
+    view.next_fire_times = service.next_fires(name, 10)
+    retried = [r["tick"] for r in view.recent if r.get("attempt", 1) > 1]
+    attempts = {tick: service.ledger.attempts(name, tick) for tick in retried}
+    failed = list_failed(get_redis(), name)
+    return render_template("ops/schedule.html", view=view, attempts=attempts, failed=failed)
+
+
+def _act(name: str, action: str) -> ResponseReturnValue:
+    """Run one action from a form, flash its outcome, go back where the form was."""
+    service = ScheduleService.for_app()
+    try:
+        if action == "pause":
+            service.pause(name, request.form.get("reason", ""))
+            flash(f"Paused {name}.", "ok")
+        elif action == "resume":
+            was_paused = service.resume(name)
+            flash(f"Resumed {name}." if was_paused else f"{name} was not paused.", "ok")
+        else:
+            run = service.run_now(name)
+            flash(f"Enqueued a manual run of {name} ({run.job_id}).", "ok")
+    except UnknownSchedule:
+        abort(404, f"unknown schedule {name!r}")
+    except ScheduleActionError as exc:  # InvalidReason, NotRunnable
+        flash(f"{action.capitalize()} {name}: {exc}", "error")
+    log.info("ops action=%s schedule=%s user=%s", action, name, session.get(SESSION_USER, "basic"))
+    return redirect(safe_next(request.form.get("next"), url_for(".index")), code=303)
+
+
+@pages_blueprint.post("/schedules/<name>/pause")
+def pause(name: str) -> ResponseReturnValue:
+    """Pause with the form's reason."""
+    return _act(name, "pause")
+
+
+@pages_blueprint.post("/schedules/<name>/resume")
+def resume(name: str) -> ResponseReturnValue:
+    """Resume."""
+    return _act(name, "resume")
+
+
+@pages_blueprint.post("/schedules/<name>/run")
+def run(name: str) -> ResponseReturnValue:
+    """Enqueue a manual run."""
+    return _act(name, "run")
+
+
+@pages_blueprint.post("/failed/<job_id>/requeue")
+def requeue_failed(job_id: str) -> ResponseReturnValue:
+    """Requeue one failed run."""
+    try:
+        run = requeue(get_redis(), Keys(current_app.config["CRONWORK_PREFIX"]), job_id)
+        flash(f"Requeued {run.job_id}.", "ok")
+    except RequeueError as exc:
+        flash(f"Requeue: {exc}", "error")
+    return redirect(safe_next(request.form.get("next"), url_for(".index")), code=303)
+
+
+@pages_blueprint.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Form login; the session cookie then carries the user (HTTP Basic works without it)."""
+    target = safe_next(request.values.get("next"), url_for(".index"))
+    if request.method == "GET":
+        return render_template("ops/login.html", next=target, failed=False)
+    user = request.form.get("username", "")
+    if credentials_ok(user, request.form.get("password", "")):
+        log_in(user)
+        log.info("ops login user=%s remote=%s", user, request.remote_addr)
+        return redirect(target, code=303)
+    log.warning("ops login refused remote=%s", request.remote_addr)
+    return render_template("ops/login.html", next=target, failed=True), 401
+
+
+@pages_blueprint.post("/logout")
+def logout() -> ResponseReturnValue:
+    """End the session."""
+    session.clear()
+    return redirect(url_for(".login"), code=303)
