@@ -42,6 +42,13 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
         # Behind TLS in production: send the session cookie over HTTPS only.
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "") == "1",
+        # External services of the shipments job; an empty URL means the built-in local one.
+        "CARRIER_URL": env.get("CARRIER_URL", ""),
+        "CARRIER_TOKEN": env.get("CARRIER_TOKEN", ""),
+        "CARRIER_TIMEOUT": float(env.get("CARRIER_TIMEOUT", "10")),
+        "MARKETPLACE_URL": env.get("MARKETPLACE_URL", ""),
+        "MARKETPLACE_TOKEN": env.get("MARKETPLACE_TOKEN", ""),
+        "MARKETPLACE_TIMEOUT": float(env.get("MARKETPLACE_TIMEOUT", "10")),
         # Seconds a process keeps retrying Redis/DB at start before it exits non-zero.
         "STARTUP_TIMEOUT": float(env.get("STARTUP_TIMEOUT", "10")),
         # A health_check heartbeat older than this makes /healthz unhealthy.

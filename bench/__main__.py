@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import domain, scheduling, worker
+from bench import chaos, domain, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "latency": scheduling.latency,
@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "reconcile": scheduling.reconcile,
     "worker": worker.run,
     "domain": domain.run,
+    "chaos": chaos.run,
 }
 
 

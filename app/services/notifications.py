@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import insert, select
 
 from app.extensions import db
@@ -25,3 +27,19 @@ def notify_admins(kind: str, title: str, body: str = "") -> int:
         ]
         db.session.execute(insert(Notification), rows)
     return len(admin_ids)
+
+
+def notify_many(notes: Iterable[tuple[int, str, str, str]]) -> int:
+    """Many notifications, (user_id, kind, title, body) each, in one INSERT; the caller commits.
+
+    For jobs that notify thousands of users at once (task warnings): one executemany instead
+    of one ORM object per row, several times faster.
+    """
+    created = now_utc()
+    rows = [
+        {"user_id": uid, "kind": kind, "title": title, "body": body, "created_at": created}
+        for uid, kind, title, body in notes
+    ]
+    if rows:
+        db.session.execute(insert(Notification), rows)
+    return len(rows)

@@ -10,7 +10,9 @@ Every step leaves its mark before the next external call, each in its own commit
 A failure is confined to its rental: a carrier failure marks it `failed` with the error; a
 marketplace failure after a successful booking puts it back to `pending` (with the error),
 so the next run only re-notifies. Job timeouts are never caught: the rental stays `shipping`
-and its lease expires.
+and its lease expires. (If the database fails right after the carrier booked, the booking is
+not recorded and the next run books again: the HTTP carrier sends an Idempotency-Key per
+rental so that a carrier honouring it returns the same booking.)
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from redis import Redis
-from sqlalchemy import ColumnElement, CursorResult, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, Row, and_, case, func, or_, select, update
 
 from app.extensions import db
 from app.models import NotificationKind, Task, TaskStatus
 from app.services import dedup
-from app.services.notifications import notify_user
+from app.services.notifications import notify_many, notify_user
 from app.services.sqltime import epoch_ms, to_epoch_ms
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def time_progress_expr(now: datetime) -> ColumnElement[float]:
 def update_time_progress(now: datetime) -> dict[str, int]:
     """Recompute time_progress of every processing task with a window, in one statement."""
     _require_aware(now)
+    progress = time_progress_expr(now)
     result = db.session.execute(
         update(Task)
         .where(
@@ -60,7 +61,7 @@ def update_time_progress(now: datetime) -> dict[str, int]:
             Task.expected_end.is_not(None),
         )
         # updated_at is kept: a derived figure moving with the clock is not an edit of the task.
-        .values(time_progress=time_progress_expr(now), updated_at=Task.updated_at),
+        .values(time_progress=progress, updated_at=Task.updated_at),
         execution_options={"synchronize_session": False},
     )
     db.session.commit()
@@ -101,15 +102,7 @@ def check_task_warnings(now: datetime, redis: Redis, batch_size: int = WARNING_B
         late += len(rows)
         by_key = {dedup.warning_key(row.id, row.level): row for row in rows}
         with dedup.claimed(redis, list(by_key), WARNING_TTL) as won:
-            for key in won:
-                row = by_key[key]
-                notify_user(
-                    row.handler_id,
-                    NotificationKind.TASK_WARNING,
-                    f"Task #{row.id} late: {row.level}% of its time left — {row.title}"[:TITLE_MAX],
-                    f"Time used {row.time_progress:.1f}%, progress {row.progress}%. "
-                    f"Task: {row.title}",
-                )
+            notify_many(_warning(by_key[key]) for key in won)
             db.session.commit()
         notified += len(won)
     summary = {"refreshed": refreshed, "late": late, "notified": notified, "already_sent": late - notified}
@@ -122,6 +115,16 @@ def check_task_warnings(now: datetime, redis: Redis, batch_size: int = WARNING_B
         now.isoformat(),
     )
     return summary
+
+
+def _warning(row: Row[Any]) -> tuple[int, str, str, str]:
+    """(user, kind, title, body) of the warning for one late-task row."""
+    return (
+        row.handler_id,
+        NotificationKind.TASK_WARNING,
+        f"Task #{row.id} late: {row.level}% of its time left — {row.title}"[:TITLE_MAX],
+        f"Time used {row.time_progress:.1f}%, progress {row.progress}%. Task: {row.title}",
+    )
 
 
 def reset_periodic_tasks(now: datetime) -> dict[str, int]:

@@ -17,6 +17,8 @@ from app.models import DailyEnvStat, Notification, NotificationKind, Room, Senso
 from app.services.environment import daily_env_stats, hourly_setpoint_monitoring
 from app.services.timewindows import previous_day, previous_hour
 
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
+
 SHANGHAI, UTC_ZONE = ZoneInfo("Asia/Shanghai"), ZoneInfo("UTC")
 # The daily_env_stats tick of 2026-01-06 01:03:20 in Shanghai is still 2026-01-05 in UTC.
 DAILY_TICK = datetime(2026, 1, 6, 1, 3, 20, tzinfo=SHANGHAI).astimezone(UTC)

@@ -19,6 +19,8 @@ from app.services.timewindows import previous_day
 from scheduler_boot.keys import Keys
 from scheduler_boot.ledger import LEDGER_CAP, Ledger
 
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
+
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 KEYS = Keys("cronwork")
 TICK = datetime(2026, 1, 6, 9, 0, tzinfo=SHANGHAI)  # Tuesday 09:00: reports Monday 2026-01-05

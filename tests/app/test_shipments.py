@@ -14,6 +14,8 @@ from app.models import Rental, RentalStatus, ShipmentEvent, ShipmentEventKind, n
 from app.services.carriers import CarrierError, LocalCarrier, LocalMarketplace, local_tracking_number
 from app.services.shipments import SHIPPING_LEASE, claim_rental, process_scheduled_shipments
 
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
+
 SECOND, MINUTE = timedelta(seconds=1), timedelta(minutes=1)
 
 

@@ -15,6 +15,8 @@ from app.services.cleanup import cleanup_old_data, delete_in_batches
 from scheduler_boot.keys import Keys
 from scheduler_boot.ledger import Ledger
 
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
+
 NOW = datetime(2026, 3, 1, 3, 0, 0, tzinfo=UTC)
 DAY, SECOND = timedelta(days=1), timedelta(seconds=1)
 KEYS = Keys("cronwork")

@@ -12,6 +12,8 @@ from app.extensions import db
 from app.models import Notification, NotificationKind, Task, TaskStatus, User
 from app.services.tasks import reset_periodic_tasks
 
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
+
 NOW = datetime(2026, 1, 5, 18, 0, 0, tzinfo=UTC)
 DAY, SECOND = timedelta(days=1), timedelta(seconds=1)
 

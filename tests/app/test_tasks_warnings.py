@@ -10,11 +10,14 @@ import pytest
 from flask import Flask
 from redis import Redis
 from sqlalchemy import event, func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.exc import CompileError, OperationalError
 
 from app.extensions import db
 from app.models import Notification, NotificationKind, Task, TaskStatus, User
-from app.services.tasks import check_task_warnings, update_time_progress
+from app.services.tasks import check_task_warnings, time_progress_expr, update_time_progress
+
+pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
 
 NOW = datetime(2026, 1, 5, 9, 0, 0, tzinfo=UTC)
 WINDOW = timedelta(hours=1000)  # 1 % of it is 10 h: fractions of a percent are whole seconds
@@ -180,7 +183,7 @@ def test_commit_failure_releases_the_claimed_keys(handler: int, redis: Redis) ->
     redis.set(f"warning_sent:{other}:20", 1, ex=86400)  # claimed by an earlier run: must stay
 
     def fail(session: Any) -> None:  # only the commit that carries the warnings fails
-        if any(isinstance(obj, Notification) for obj in session.new):
+        if session.scalar(select(func.count()).select_from(Notification)):
             raise OperationalError("INSERT INTO notifications", {}, Exception("disk I/O error"))
 
     event.listen(db.session, "before_commit", fail)
@@ -196,3 +199,13 @@ def test_commit_failure_releases_the_claimed_keys(handler: int, redis: Redis) ->
     # The next run sends the warning the failed run could not.
     assert check_task_warnings(NOW, redis)["notified"] == 1
     assert db.session.scalar(select(func.count()).select_from(Notification)) == 1
+
+
+def test_time_progress_sql_for_each_dialect() -> None:
+    stmt = select(time_progress_expr(NOW))
+    sqlite_sql = str(stmt.compile(dialect=sqlite.dialect()))
+    postgres_sql = str(stmt.compile(dialect=postgresql.dialect()))
+    assert "julianday(tasks.expected_start)" in sqlite_sql
+    assert "EXTRACT(EPOCH FROM tasks.expected_end) * 1000" in postgres_sql
+    with pytest.raises(CompileError, match="epoch_ms.*'mysql'"):
+        stmt.compile(dialect=mysql.dialect())

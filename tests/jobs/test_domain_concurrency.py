@@ -26,9 +26,9 @@ from app.models import (
 )
 from tests.conftest import Processes, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.both_databases]
 
-N_TASKS = 30_000  # enough that the two warning runs overlap
+N_TASKS = 60_000  # enough that the two warning runs overlap
 N_LATE = N_TASKS // 2
 N_RENTALS = 300
 
@@ -124,6 +124,5 @@ def test_two_workers_run_warnings_and_shipments_at_the_same_time(
     assert set(db.session.scalars(select(Rental.status))) == {RentalStatus.SHIPPED}
 
     # And the runs did overlap: the two workers really competed.
-    assert overlap(jobs[0], jobs[1]) > 0, "the two warning runs did not overlap"
-    assert overlap(jobs[2], jobs[3]) > 0, "the two shipment runs did not overlap"
-    assert ship_a["success"] > 0 and ship_b["success"] > 0
+    overlaps = [overlap(jobs[0], jobs[1]), overlap(jobs[2], jobs[3])]
+    assert overlaps[0] > 0 and overlaps[1] > 0, f"runs did not overlap: {overlaps} s"
