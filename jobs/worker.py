@@ -18,14 +18,19 @@ import logging
 import pkgutil
 import sys
 import threading
+import time
 from types import FrameType
 from typing import Any
 
 from flask import Flask
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, Worker
 from rq.executions import Execution
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
+from rq.utils import now
+from rq.worker import WorkerStatus
 
 from app import create_app
 from app.extensions import db, redis_from_config
@@ -40,7 +45,10 @@ log = logging.getLogger("jobs.worker")
 JOB_MONITORING_INTERVAL = 10  # seconds between heartbeats of a running job
 HEARTBEAT_GRACE = 20  # a job whose heartbeat is this late is abandoned (rq: 60)
 MAINTENANCE_INTERVAL = 15  # seconds between registry cleanups (rq: 600)
+MAINTENANCE_LOCK_TTL = 2 * MAINTENANCE_INTERVAL  # a cleaning pass takes milliseconds
 SHUTDOWN_GRACE = 60.0  # seconds SIGTERM waits for the current job
+OUTAGE_BACKOFF_MAX = 5.0
+REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s job_id=%(job_id)s schedule=%(schedule)s %(message)s"
 
 
@@ -56,6 +64,17 @@ class JobContextFilter(logging.Filter):
         record.job_id = _current_run["job_id"]
         record.schedule = _current_run["schedule"]
         return True
+
+
+class CronworkQueue(Queue):
+    """rq's Queue with a maintenance lock that lives MAINTENANCE_LOCK_TTL, not 899 s.
+
+    A worker that dies holding rq's lock stopped every worker's registry cleaning, and so
+    abandoned-job detection, for up to 15 minutes (found by bench/chaos.py).
+    """
+
+    def acquire_maintenance_lock(self) -> bool:
+        return bool(self.connection.set(self.registry_cleaning_key, 1, nx=True, ex=MAINTENANCE_LOCK_TTL))
 
 
 class CronworkWorker(Worker):
@@ -89,8 +108,12 @@ class CronworkWorker(Worker):
         return int(max(min(remaining, self.job_monitoring_interval), 1)) + HEARTBEAT_GRACE
 
     def run_maintenance_tasks(self) -> None:
-        super().run_maintenance_tasks()
-        flush_pending(self.flask_app, self.connection, self.keys)
+        try:
+            super().run_maintenance_tasks()
+            flush_pending(self.flask_app, self.connection, self.keys)
+        except REDIS_ERRORS as exc:
+            self.log.warning("maintenance skipped, redis unreachable: %s", exc)
+            self.last_cleaned_at = now()  # try again at the next interval
 
     def _on_abandoned(self, job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
         """rq calls exception handlers for jobs its registry cleanup finds abandoned."""
@@ -102,12 +125,82 @@ class CronworkWorker(Worker):
 
     # -- outcomes --------------------------------------------------------------------------
 
+    # -- Redis outages ----------------------------------------------------------------------
+    # rq's work loop quits on any Redis error raised while it monitors a horse, cleans
+    # registries or heartbeats (rq/rq#1119): a Redis restart killed busy workers, and under
+    # honcho one exiting process stops them all. These overrides wait Redis out instead.
+
     def execute_job(self, job: Job, queue: Queue) -> None:
         _current_run.update(job_id=job.id, schedule=schedule_of(job) or "-")
         try:
-            super().execute_job(job, queue)
+            try:
+                execution = self.prepare_execution(job)
+            except REDIS_ERRORS as exc:
+                # Not forked yet: the job stays in rq's intermediate queue, whose cleanup
+                # moves it on; nothing ran.
+                self._wait_out_redis(exc)
+                return
+            self.fork_work_horse(job, queue)
+            self._monitor_through_outages(job, queue, execution)
+            self._survive(self.set_state, WorkerStatus.IDLE)
         finally:
             _current_run.update(job_id="-", schedule="-")
+
+    def _monitor_through_outages(self, job: Job, queue: Queue, execution: Execution) -> None:
+        while True:
+            try:
+                self.monitor_work_horse(job, queue, execution)
+                return
+            except REDIS_ERRORS as exc:
+                self._wait_out_redis(exc)
+            if self._horse_pid:
+                # Still running: heartbeat now (the outage may have eaten most of the TTL),
+                # then monitor it again.
+                self._survive(self.maintain_heartbeats, job, execution)
+                continue
+            # The horse ended during the outage, before rq could settle the job.
+            if job.get_status() not in (JobStatus.FINISHED, JobStatus.FAILED):
+                job.ended_at = now()
+                self.handle_job_failure(
+                    job,
+                    queue=queue,
+                    exc_string="Work-horse ended while Redis was unreachable",
+                    execution=execution,
+                )
+            return
+
+    def _wait_out_redis(self, exc: BaseException) -> None:
+        """Block until Redis answers again (logged once per outage)."""
+        self.log.error("redis unreachable (%s): waiting for it, the worker keeps running", exc)
+        started, delay = time.monotonic(), 0.2
+        while True:
+            try:
+                self.connection.ping()
+                self.log.info("redis is back after %.1fs", time.monotonic() - started)
+                return
+            except REDIS_ERRORS:
+                time.sleep(delay)
+                delay = min(delay * 2, OUTAGE_BACKOFF_MAX)
+
+    def _survive(self, call: Any, *args: Any) -> None:
+        try:
+            call(*args)
+        except REDIS_ERRORS as exc:
+            self._wait_out_redis(exc)
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            return super().heartbeat(timeout, pipeline)
+        try:
+            super().heartbeat(timeout)
+        except REDIS_ERRORS as exc:
+            self.log.warning("heartbeat skipped, redis unreachable: %s", exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_ERRORS as exc:
+            self._wait_out_redis(exc)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
         # SQLAlchemy's advice for fork: drop the inherited pool without closing the parent's
@@ -116,17 +209,19 @@ class CronworkWorker(Worker):
             db.engine.dispose(close=False)
         super().main_work_horse(job, queue)
 
+    # The ledger is written BEFORE rq commits the job's status. If the horse dies in between,
+    # rq still sees the job `started`, so abandoned detection later settles both sides; the
+    # other order left the ledger `running` forever (found by bench/chaos.py).
+
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
     ) -> None:
+        if schedule_of(job) is not None:
+            if getattr(job, "outcome", None) == "skipped_overlap":
+                self.recorder.skipped_overlap(job, job._result)
+            else:
+                self.recorder.succeeded(job, job._result)  # also ends the failure streak
         super().handle_job_success(job, queue, started_job_registry, execution)
-        name = schedule_of(job)
-        if name is None:
-            return
-        if getattr(job, "outcome", None) == "skipped_overlap":
-            self.recorder.skipped_overlap(job, job._result)
-            return
-        self.recorder.succeeded(job, job._result)  # also ends the failure streak
 
     def handle_job_failure(
         self,
@@ -137,12 +232,12 @@ class CronworkWorker(Worker):
         execution: Execution | None = None,
     ) -> None:
         will_retry = job.should_retry and self._stopped_job_id != job.id
-        attempt = attempt_of(job)  # before rq's retry() decrements retries_left
+        state = None
+        if schedule_of(job) is not None:
+            state = self.recorder.failed(job, exc_string, will_retry, attempt_of(job))
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
-        if schedule_of(job) is None:
-            return
-        state = self.recorder.failed(job, exc_string, will_retry, attempt)
-        self._after_failure(job, state, error_fields(exc_string)["error"])
+        if state is not None:
+            self._after_failure(job, state, error_fields(exc_string)["error"])
 
     def _after_failure(self, job: Job, state: str, error: str) -> None:
         name = schedule_of(job)
@@ -187,8 +282,10 @@ def build_worker(app: Flask, queue_names: list[str], name: str | None = None) ->
     # One client for rq and the app: each horse then reconnects once, not twice.
     app.extensions["cronwork_redis"] = connection
     job_class = bind_app(app)
-    queues = [Queue(q, connection=connection, job_class=job_class) for q in queue_names]
-    worker = CronworkWorker(queues, connection=connection, job_class=job_class, name=name)
+    queues = [CronworkQueue(q, connection=connection, job_class=job_class) for q in queue_names]
+    worker = CronworkWorker(
+        queues, connection=connection, job_class=job_class, queue_class=CronworkQueue, name=name
+    )
     worker.setup(app)
     return worker
 

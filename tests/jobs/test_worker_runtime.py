@@ -227,3 +227,29 @@ def test_sigterm_grace_stops_a_job_that_runs_too_long(redis: Redis, processes: P
     assert proc.wait(30) == 0
     assert time.monotonic() - started < 15
     assert record(redis, "endless", job_id)["state"] == "failed"
+
+
+@pytest.mark.usefixtures("app")
+def test_busy_worker_survives_a_redis_restart(tmp_path: Path, processes: Processes) -> None:
+    """rq quits on a Redis error while it monitors a horse (rq/rq#1119); ours waits it out."""
+    from app.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path / "own-redis", persist=True).start()
+    try:
+        redis = Redis.from_url(server.url)
+        job_id = enqueue_run(redis, "busy", SLEEP.format(timeout="30s", seconds=3))
+        proc = processes.start("-m", "jobs.worker", "default", name="worker", extra_env={"REDIS_URL": server.url})
+        wait_until(lambda: state_is(redis, "busy", job_id, "running"), timeout=20)
+        server.stop()
+        time.sleep(4)  # the job ends while Redis is down
+        server.start()
+        redis = Redis.from_url(server.url)
+        wait_until(lambda: state_is(redis, "busy", job_id, "succeeded", "failed"), timeout=30)
+        assert proc.poll() is None, processes.output(proc)
+        assert "redis is back" in processes.output(proc)
+        # The worker still works: a new run succeeds.
+        later = enqueue_run(redis, "after", SLEEP.format(timeout="30s", seconds=0))
+        wait_until(lambda: state_is(redis, "after", later, "succeeded"), timeout=20)
+    finally:
+        processes.stop_all()
+        server.stop()
