@@ -427,25 +427,28 @@ def _parse_time(text: str | None) -> datetime | None:
 
 
 def runs_held_by(conn: Redis, worker_name: str, at: float, cause: str) -> list[Target]:
-    """Cronwork runs `worker_name` is executing: in the StartedJobRegistry under its name, or
-    `running` in the ledger on it (rq may have committed an end the ledger does not have yet)."""
-    registry = StartedJobRegistry(QUEUE, connection=conn)
+    """Cronwork runs `worker_name` is executing: `started` in the StartedJobRegistry under its
+    name, or `running` on it in the ledger (rq may have committed an end the ledger lacks)."""
     ledger = Ledger(conn, KEYS)
-    targets = [
-        Target(KEYS.run_id(name, r["tick"]), name, r["tick"], _parse_time(r.get("started_at")), at, cause)
+    running = {
+        KEYS.run_id(name, r["tick"])
         for name in EXPECTED
         for r in ledger.history(name, 10)
         if r.get("state") == "running" and r.get("worker") == worker_name
-    ]
-    for job_id in registry.get_job_ids(cleanup=False):  # cleanup would abandon jobs itself
-        name, status, started = conn.hmget(f"rq:job:{job_id}", "worker_name", "status", "started_at")
-        if name is None or name.decode() != worker_name or status != b"started":
+    }
+    # cleanup=False: a cleanup would handle abandoned jobs itself, without Cronwork's handlers.
+    started = set(StartedJobRegistry(QUEUE, connection=conn).get_job_ids(cleanup=False))
+    targets = []
+    for job_id in sorted(running | started):
+        name, status, began = conn.hmget(f"rq:job:{job_id}", "worker_name", "status", "started_at")
+        if name is None or name.decode() != worker_name:
             continue
-        if any(t.job_id == job_id for t in targets):
-            continue
-        schedule, tick = _split_run_id(job_id)
-        started_at = _parse_time(started.decode() if started else None)
-        targets.append(Target(job_id, schedule, tick, started_at, at, cause))
+        if job_id in running or status == b"started":
+            schedule, tick = _split_run_id(job_id)
+            # rq's started_at, as the abandoned attempt will record it (the horse's differs).
+            targets.append(
+                Target(job_id, schedule, tick, _parse_time(began.decode() if began else None), at, cause)
+            )
     return targets
 
 
@@ -826,8 +829,9 @@ class Auditor:
         late = handled is not None and handled - tick > ON_TIME_TOLERANCE
         in_outage = any(lo - MISS_SLACK <= tick <= hi for lo, hi in self.result.outages)
         if not (late and in_outage) or attempts or (ran is not None and ran[tick]):
+            lateness = f"{handled - tick:.1f}s" if handled is not None else "?"
             self.violation(
-                f"{where}: missed (handled {handled and handled - tick:.1f}s late) outside an outage or ran anyway"
+                f"{where}: missed (handled {lateness} late) outside an outage or ran anyway"
                 f" (rule 6; outages {[(round(lo), round(hi)) for lo, hi in self.result.outages]})",
                 None,
                 where.split()[0],
