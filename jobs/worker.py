@@ -37,7 +37,7 @@ from app.extensions import db, redis_from_config
 from app.readiness import ServiceUnavailable, wait_for_services
 from jobs.alerts import flush_pending, on_final_failure
 from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields, schedule_of
-from jobs.runtime import AppJob, EnforcedDeathPenalty, bind_app, release_overlap_lock
+from jobs.runtime import EnforcedDeathPenalty, bind_app, release_overlap_lock
 from scheduler_boot.keys import Keys
 
 log = logging.getLogger("jobs.worker")
@@ -325,8 +325,6 @@ def main(argv: list[str] | None = None) -> int:
     worker.work(burst=args.burst, with_scheduler=True, logging_level="INFO")
     return 0
 
-
-__all__ = ["AppJob", "CronworkWorker", "build_worker", "main"]
 
 if __name__ == "__main__":
     raise SystemExit(main())

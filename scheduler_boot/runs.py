@@ -8,7 +8,7 @@ from functools import cache
 from typing import Any
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Retry
 from rq.job import Job
 from rq.utils import import_attribute
 
@@ -66,6 +66,3 @@ def build_run_job(
         },
     )
 
-
-def queue_for(connection: Redis, spec: ScheduleSpec) -> Queue:
-    return Queue(spec.queue, connection=connection)

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from flask import current_app
 
 from app.extensions import db, get_redis
+from app.models.system import HEALTH_CHECK_HEARTBEAT as HEALTH_CHECK
 from app.models.system import Heartbeat
-
-HEALTH_CHECK = "health_check"
 
 
 def redis_heartbeat_key() -> str:
