@@ -21,7 +21,7 @@ Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (
  2. the state is one the schedule can reach (EXPECTED): a sleep never fails, `fail` never
     succeeds, the 1 s timeout always times out. Excused (counted, not violations): `failed`
     for a run in flight while Redis was down (its result could not be written), or failed by
-    rq as "stuck in intermediate queue" 60–90 s after a worker died (dequeued, never started);
+    rq as "stuck in intermediate queue" 60–180 s after a worker died (dequeued, never started);
  3. attempts (oldest first): all but the last are `retrying`, the last one's state is the
     record's, at most retries + 1 of them, exactly retries + 1 when the run ended failed,
     timed_out or abandoned; none for missed; only `retrying` ones for skipped_overlap;
@@ -76,7 +76,6 @@ from app.config import PROJECT_ROOT
 from app.embedded_redis import EmbeddedRedis, free_port
 from bench.harness import process_env, python
 from jobs.runtime import HARD_KILL_GRACE
-from jobs.worker import MAINTENANCE_INTERVAL
 from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
 from scheduler_boot.ledger import Ledger
 from scheduler_boot.misfire import ON_TIME_TOLERANCE
@@ -893,8 +892,11 @@ class Auditor:
             longest = self.timeouts[name] + HARD_KILL_GRACE
             if timeline.redis_down - longest <= started <= timeline.redis_up and ended >= timeline.redis_down:
                 return "lost across the Redis restart"
-        if attempt.get("error") == STUCK_IN_INTERMEDIATE and ended is not None:
-            if any(ended - 60 - 2 * MAINTENANCE_INTERVAL <= at <= ended - 60 for at in self.worker_deaths):
+        if attempt.get("error") == STUCK_IN_INTERMEDIATE and started is None and ended is not None:
+            # rq fails a never-started run at least 60 s after its worker died, at the next
+            # maintenance pass of a surviving worker: under load that came 97 s after (seen in
+            # CI), so the window is bounded by the settle time rather than two maintenance ticks.
+            if any(ended - 60 - SETTLE_MAX <= at <= ended - 60 for at in self.worker_deaths):
                 return "lost between dequeue and start"
         return None
 
