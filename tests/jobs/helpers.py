@@ -10,6 +10,7 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue
+from rq.job import Job
 
 from scheduler_boot.keys import Keys
 from scheduler_boot.ledger import Ledger
@@ -41,6 +42,13 @@ def record(redis: Redis, name: str, job_id: str) -> dict[str, Any]:
 
 def state_is(redis: Redis, name: str, job_id: str, *states: str) -> bool:
     return record(redis, name, job_id).get("state") in states
+
+
+def rq_status_is(redis: Redis, job_id: str, status: str) -> bool:
+    """RQ's own status of a run. The worker writes the ledger *before* rq commits the
+    job's status (so a death in between never leaves `running` forever), so tests that
+    read both must wait for this one too."""
+    return Job.fetch(job_id, connection=redis).get_status() == status
 
 
 def children(pid: int) -> list[int]:

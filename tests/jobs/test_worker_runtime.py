@@ -23,7 +23,7 @@ from app.extensions import db
 from app.models import Notification, User
 from scheduler_boot.ledger import Ledger
 from tests.conftest import Processes, wait_until
-from tests.jobs.helpers import KEYS, children, enqueue_run, kill9, record, state_is
+from tests.jobs.helpers import KEYS, children, enqueue_run, kill9, record, rq_status_is, state_is
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +54,7 @@ def test_sleeping_job_is_timed_out(redis: Redis, processes: Processes) -> None:
     entry = record(redis, "sleepy", job_id)
     assert entry["error_type"] == "JobTimeoutException"
     assert 1.5 < entry["duration"] < 10
-    assert job_id in FailedJobRegistry("default", connection=redis)
+    wait_until(lambda: job_id in FailedJobRegistry("default", connection=redis), timeout=10)
 
 
 @pytest.mark.parametrize("keep_running", [False, True])
@@ -70,7 +70,7 @@ def test_job_catching_exception_cannot_swallow_its_timeout(
     # Returns right after catching → TimeoutSwallowed; keeps sleeping → SIGKILLed 10 s later.
     wait_until(lambda: state_is(redis, "swallower", job_id, "timed_out", "succeeded", "failed"), timeout=40)
     assert record(redis, "swallower", job_id)["state"] == "timed_out"
-    assert Job.fetch(job_id, connection=redis).get_status() == "failed"
+    wait_until(lambda: rq_status_is(redis, job_id, "failed"), timeout=10)
 
 
 def test_retries_follow_the_backoff_and_each_attempt_is_recorded(redis: Redis, processes: Processes) -> None:
@@ -122,7 +122,7 @@ def test_killed_worker_job_is_abandoned_then_requeued_with_its_tick(
     worker(processes, "rescuer")
     wait_until(lambda: state_is(redis, "victim", job_id, "abandoned"), timeout=120, interval=0.5)
     assert time.monotonic() - killed_at < 120
-    assert job_id in FailedJobRegistry("default", connection=redis)
+    wait_until(lambda: job_id in FailedJobRegistry("default", connection=redis), timeout=10)
 
     # Requeue with stock `rq requeue`: the run keeps its scheduled_for and now succeeds.
     rq = str(Path(sys.executable).parent / "rq")
@@ -132,9 +132,9 @@ def test_killed_worker_job_is_abandoned_then_requeued_with_its_tick(
         capture_output=True,
     )
     wait_until(lambda: state_is(redis, "victim", job_id, "succeeded"), timeout=30)
+    wait_until(lambda: rq_status_is(redis, job_id, "finished"), timeout=10)
     job = Job.fetch(job_id, connection=redis)
     assert job.kwargs["scheduled_for"] == job.meta["scheduled_for"]
-    assert job.get_status() == "finished"
 
 
 def test_failed_cli_lists_and_requeues(app: Flask, redis: Redis, processes: Processes) -> None:
