@@ -20,8 +20,8 @@ Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (
     timed_out, abandoned, skipped_overlap or missed (never running, enqueued, retrying, paused);
  2. the state is one the schedule can reach (EXPECTED): a sleep never fails, `fail` never
     succeeds, the 1 s timeout always times out. Excused (counted, not violations): `failed`
-    for a run in flight while Redis was down (its result could not be written), or failed by
-    rq as "stuck in intermediate queue" 60–180 s after a worker died (dequeued, never started);
+    for a run in flight while Redis was down (its result could not be written). A run a killed
+    worker dequeued but never started is requeued (60–120 s later) and must end like any other;
  3. attempts (oldest first): all but the last are `retrying`, the last one's state is the
     record's, at most retries + 1 of them, exactly retries + 1 when the run ended failed,
     timed_out or abandoned; none for missed; only `retrying` ones for skipped_overlap;
@@ -97,7 +97,7 @@ STOP_TIMEOUT = 15.0
 MISS_SLACK = 2.0  # s before an outage a tick may already be unhandled (one pass + margin)
 RACE_SLACK = 0.5  # s: a job the ledger says ended this close to a kill raced it
 RAN_KEY = "chaos:ran:{}"
-STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."  # rq's error for a run never started
+REQUEUED_NEVER_STARTED = "its worker died before starting it"  # jobs.worker's log line
 ABANDONED = "AbandonedJobError"
 FINAL = frozenset({"succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed"})
 KEYS = Keys("cronwork")
@@ -714,7 +714,6 @@ class Auditor:
     ) -> None:
         self.conn = conn
         self.timeouts = {name: spec.timeout for name, spec in schedule.enabled.items()}
-        self.worker_deaths = [k.at for k in [*kills, *cluster.crashes] if k.role == "worker"]
         self.ledger = Ledger(conn, KEYS)
         self.cluster = cluster
         self.targets = [t for k in [*kills, *cluster.crashes] for t in k.targets]
@@ -884,21 +883,21 @@ class Auditor:
     def excuse(self, name: str, attempt: dict[str, Any]) -> str | None:
         """Why a run that cannot fail by itself failed or was abandoned, when that is legitimate
         (rule 2, rule 4): it was in flight while Redis restarted (its result could not be
-        written), or it was dequeued by a worker killed before starting it (rq finds it in the
-        intermediate queue after 60 s, at a maintenance, and fails it)."""
+        written)."""
         started, ended = _epoch(attempt.get("started_at")), _epoch(attempt.get("ended_at"))
         timeline = self.timeline
         if timeline.redis_down and started is not None and ended is not None:
             longest = self.timeouts[name] + HARD_KILL_GRACE
             if timeline.redis_down - longest <= started <= timeline.redis_up and ended >= timeline.redis_down:
                 return "lost across the Redis restart"
-        if attempt.get("error") == STUCK_IN_INTERMEDIATE and started is None and ended is not None:
-            # rq fails a never-started run at least 60 s after its worker died, at the next
-            # maintenance pass of a surviving worker: under load that came 97 s after (seen in
-            # CI), so the window is bounded by the settle time rather than two maintenance ticks.
-            if any(ended - 60 - SETTLE_MAX <= at <= ended - 60 for at in self.worker_deaths):
-                return "lost between dequeue and start"
         return None
+
+    def requeued(self) -> None:
+        """Count the runs a killed worker dequeued but never started; rq found them in its
+        intermediate queue and our workers put them back (jobs.worker) instead of failing them."""
+        self.result.lost["requeued, never started"] = sum(
+            m.output().count(REQUEUED_NEVER_STARTED) for m in self.cluster.history if m.role == "worker"
+        )
 
     def ran(self, where: str, name: str, tick: int, state: str, attempts: int, count: int) -> None:
         if name in EXACTLY_ONCE:
@@ -995,6 +994,7 @@ def audit(conn: Redis, schedule: Schedule, cluster: Cluster, kills: list[Kill], 
     for name, ticks in window_ticks(schedule, timeline).items():
         auditor.schedule(name, schedule.enabled[name].retries, ticks)
     auditor.kills()
+    auditor.requeued()
     auditor.stuck()
     auditor.processes()
     return auditor.result
@@ -1039,7 +1039,7 @@ def print_report(
         )
     print(
         f"runs lost across the Redis restart: {result.lost['lost across the Redis restart']};"
-        f" lost between dequeue and start: {result.lost['lost between dequeue and start']}"
+        f" requeued after their worker died between dequeue and start: {result.lost['requeued, never started']}"
     )
     down = timeline.redis_up - timeline.redis_down if timeline.redis_down else 0.0
     print(f"redis restarts: {1 if timeline.redis_down else 0} (down {down:.1f}s, AOF)")

@@ -49,6 +49,9 @@ MAINTENANCE_LOCK_TTL = 2 * MAINTENANCE_INTERVAL  # a cleaning pass takes millise
 SHUTDOWN_GRACE = 60.0  # seconds SIGTERM waits for the current job
 OUTAGE_BACKOFF_MAX = 5.0
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)
+# rq's IntermediateQueue.cleanup fails, with this message, a job that a worker moved out of
+# its queue but never started (the worker died in between: SIGKILL, OOM, Redis outage).
+STUCK_IN_INTERMEDIATE = "Job was stuck in intermediate queue."
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s job_id=%(job_id)s schedule=%(schedule)s %(message)s"
 
 
@@ -231,6 +234,9 @@ class CronworkWorker(Worker):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
+        if exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=True) == JobStatus.QUEUED:
+            self._requeue_never_started(job, queue)
+            return
         will_retry = job.should_retry and self._stopped_job_id != job.id
         state = None
         if schedule_of(job) is not None:
@@ -238,6 +244,14 @@ class CronworkWorker(Worker):
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         if state is not None:
             self._after_failure(job, state, error_fields(exc_string)["error"])
+
+    def _requeue_never_started(self, job: Job, queue: Queue) -> None:
+        """Nothing of this run executed, so it is owed a run, not a failure: back to the
+        front of its queue (its ledger entry stays `enqueued`; its tick is unchanged)."""
+        # Forget when rq first saw it stuck, or its next stay would count from then.
+        self.connection.delete(queue.intermediate_queue.get_first_seen_key(job.id))
+        queue.enqueue_job(job, at_front=True)
+        self.log.warning("requeued run %s: its worker died before starting it", job.id)
 
     def _after_failure(self, job: Job, state: str, error: str) -> None:
         name = schedule_of(job)

@@ -137,6 +137,25 @@ def test_killed_worker_job_is_abandoned_then_requeued_with_its_tick(
     assert job.kwargs["scheduled_for"] == job.meta["scheduled_for"]
 
 
+def test_run_dequeued_by_a_worker_that_died_before_starting_it_is_requeued_and_runs(
+    redis: Redis, processes: Processes
+) -> None:
+    """rq fails such a run as "stuck in intermediate queue"; nothing of it ran, so ours requeues it."""
+    job_id = enqueue_run(redis, "orphan", SLEEP.format(timeout="30s", seconds=0))
+    queue = Queue("default", connection=redis)
+    # What a worker SIGKILLed right after its dequeue leaves behind: the job moved (LMOVE)
+    # to the intermediate list, not started, and rq's cleanup first saw it there 2 minutes ago.
+    assert redis.lmove(queue.key, queue.intermediate_queue_key) == job_id.encode()
+    first_seen = queue.intermediate_queue.get_first_seen_key(job_id)
+    redis.set(first_seen, time.time() - 120)
+    worker(processes)
+    wait_until(lambda: state_is(redis, "orphan", job_id, "succeeded", "failed"), timeout=60, interval=0.5)
+    assert record(redis, "orphan", job_id)["state"] == "succeeded"
+    wait_until(lambda: rq_status_is(redis, job_id, "finished"), timeout=10)
+    assert job_id not in FailedJobRegistry("default", connection=redis)
+    assert redis.llen(queue.intermediate_queue_key) == 0 and not redis.exists(first_seen)
+
+
 def test_failed_cli_lists_and_requeues(app: Flask, redis: Redis, processes: Processes) -> None:
     job_id = enqueue_run(
         redis, "broken", 'func = "jobs.diagnostics.fail"\ncron = "0 0 1 1 *"\ntimeout = "10s"'
