@@ -18,6 +18,7 @@ run: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # Best effort: Debian's chromium + chromedriver for tests/browser. Never fails the build; without
 # them the browser tests skip with a message saying so.
@@ -52,4 +53,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache

@@ -58,10 +58,10 @@ class EmbeddedPostgres:
         """initdb, then start and wait until it accepts connections."""
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
-        run = {"check": True, "capture_output": True}
         subprocess.run(
             _as_server_user([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", ROLE]),
-            **run,
+            check=True,
+            capture_output=True,
         )
         # Throwaway test data: no fsync, loopback only, socket in our own directory.
         options = (
@@ -82,7 +82,8 @@ class EmbeddedPostgres:
                     "start",
                 ]
             ),
-            **run,
+            check=True,
+            capture_output=True,
         )
         deadline = time.monotonic() + 20
         while True:

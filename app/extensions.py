@@ -73,6 +73,7 @@ def describe_redis(config: Mapping[str, Any]) -> str:
 
 def get_redis(app: Flask | None = None) -> Redis:
     """The app's Redis client, created on first use and cached on the app."""
+    # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
     app = app or current_app._get_current_object()  # type: ignore[attr-defined]
     client = app.extensions.get("cronwork_redis")
     if client is None:

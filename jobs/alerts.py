@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
 from redis import Redis
@@ -80,7 +80,8 @@ def deliver(app: Flask, connection: Redis, keys: Keys, alert: dict[str, Any]) ->
 def flush_pending(app: Flask, connection: Redis, keys: Keys) -> int:
     """Deliver parked alerts (oldest first) until one fails again; returns how many went out."""
     sent = 0
-    while raw := connection.lpop(keys.pending_alerts):
+    # Bytes: the clients are made without decode_responses (app/extensions.py).
+    while raw := cast(bytes | None, connection.lpop(keys.pending_alerts)):
         if not deliver(app, connection, keys, json.loads(raw)):
             # deliver() parked it again at the tail; stop until the database is back.
             break

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 from types import FrameType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from flask import Flask
 from redis import Redis
@@ -39,9 +39,9 @@ class TimeoutSwallowed(JobTimeoutException):
     """The job caught its JobTimeoutException and returned anyway: still a timeout."""
 
 
-def is_allowed(func_name: str) -> bool:
-    """Whether a dotted function path lies inside the `jobs` package."""
-    return func_name.startswith(f"{ALLOWED_PACKAGE}.")
+def is_allowed(func_name: str | None) -> bool:
+    """Whether a dotted function path lies inside the `jobs` package (a job without one is not)."""
+    return func_name is not None and func_name.startswith(f"{ALLOWED_PACKAGE}.")
 
 
 class EnforcedDeathPenalty(UnixSignalDeathPenalty):
@@ -101,7 +101,8 @@ class AppJob(Job):
         ttl = int(self.timeout or 0) + HARD_KILL_GRACE + OVERLAP_LOCK_MARGIN
         redis = get_redis(app)
         if not redis.set(lock_key, self.id, nx=True, ex=ttl):
-            holder = redis.get(lock_key)
+            # Bytes: the clients are made without decode_responses (app/extensions.py).
+            holder = cast(bytes | None, redis.get(lock_key))
             self.outcome = "skipped_overlap"
             log.info("skipped_overlap schedule=%s held_by=%s", name, holder.decode() if holder else "?")
             return {"skipped": "overlap", "running": holder.decode() if holder else None}

@@ -116,7 +116,8 @@ class CronworkWorker(Worker):
             flush_pending(self.flask_app, self.connection, self.keys)
         except REDIS_ERRORS as exc:
             self.log.warning("maintenance skipped, redis unreachable: %s", exc)
-            self.last_cleaned_at = now()  # try again at the next interval
+            # rq 3.0 declares last_cleaned_at unannotated (= None), so mypy infers None only.
+            self.last_cleaned_at = now()  # type: ignore[assignment]  # try again at the next interval
 
     def _on_abandoned(self, job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
         """rq calls exception handlers for jobs its registry cleanup finds abandoned."""

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from redis import Redis
 from redis.client import Pipeline
+from redis.typing import EncodableT, FieldT
 
 from scheduler_boot.keys import Keys
 
@@ -41,7 +42,9 @@ class Ledger:
         """Merge `fields` into the record of (name, tick); JSON-encodes non-string values."""
         pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
         key = self.run_key(name, tick)
-        mapping = {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+        mapping: dict[FieldT, EncodableT] = {
+            k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()
+        }
         mapping.setdefault("tick", str(tick))
         mapping["schedule"] = name
         pipe.hset(key, mapping=mapping)
@@ -74,7 +77,8 @@ class Ledger:
 
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:
         """The newest `limit` records of a schedule, newest first."""
-        ticks = self.connection.zrevrange(self.keys.ledger(name), 0, max(limit, 1) - 1)
+        # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
+        ticks = cast(list[bytes], self.connection.zrevrange(self.keys.ledger(name), 0, max(limit, 1) - 1))
         with self.connection.pipeline(transaction=False) as pipe:
             for tick in ticks:
                 pipe.hgetall(self.run_key(name, int(tick)))

@@ -88,7 +88,7 @@ class CronworkScheduler(Scheduler):
 
     # -- one pass ---------------------------------------------------------------------------
 
-    def enqueue_jobs(self) -> list[str]:  # type: ignore[override]
+    def enqueue_jobs(self) -> list[str]:
         """Handle every template due now; returns the ids of the run jobs enqueued."""
         now = self.clock()
         due = self.connection.zrangebyscore(RQ_SCHEDULER_SET, 0, now, withscores=True)

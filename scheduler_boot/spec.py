@@ -279,12 +279,12 @@ def _parse_one(
                     f'{timeout}s is longer than the {gap}s between runs while overlap = "skip"; '
                     'shorten it or set overlap = "allow"',
                 )
-    if fe.count:
+    if fe.count or trigger is None:  # no trigger means an error was recorded above
         return None
     return ScheduleSpec(
         name=name,
         func=func,
-        trigger=trigger,  # type: ignore[arg-type]
+        trigger=trigger,
         timezone=timezone,
         queue=queue,
         timeout=timeout,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from redis import Redis
+from redis.client import Pipeline
 from rq_scheduler import Scheduler
 
 from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
@@ -62,9 +63,9 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> tuple[dict[s
     hashes = {k.decode(): json.loads(v)["hash"] for k, v in definitions_raw.items()}
     in_set = set()
     for raw in scheduled_ids:
-        name = keys.name_from_template_id(raw.decode())
-        if name is not None:
-            in_set.add(name)
+        scheduled = keys.name_from_template_id(raw.decode())
+        if scheduled is not None:
+            in_set.add(scheduled)
     # A template whose job hash vanished (deleted by hand, evicted) is not really registered.
     in_set -= {name for name, ok in zip(names, exists, strict=True) if not ok}
     return hashes, in_set
@@ -125,15 +126,15 @@ def _action(plan: SyncPlan, name: str) -> str:
 
 
 def _write_template(
-    pipe: object, scheduler: Scheduler, keys: Keys, spec: ScheduleSpec, now: datetime
+    pipe: Pipeline, scheduler: Scheduler, keys: Keys, spec: ScheduleSpec, now: datetime
 ) -> None:
     """Queue the writes of one template: job hash, score = next fire, definition."""
     next_time = spec.next_fire(now)
     template_id = keys.template_id(spec.name)
     if next_time is None:  # a one-off that can no longer fire: make sure nothing is left
-        pipe.zrem(RQ_SCHEDULER_SET, template_id)  # type: ignore[attr-defined]
-        pipe.delete(f"rq:job:{template_id}")  # type: ignore[attr-defined]
-        pipe.hdel(keys.definitions, spec.name)  # type: ignore[attr-defined]
+        pipe.zrem(RQ_SCHEDULER_SET, template_id)
+        pipe.delete(f"rq:job:{template_id}")
+        pipe.hdel(keys.definitions, spec.name)
         return
     # The template is never enqueued itself (see scheduler.py): it only carries the function
     # for rq-scheduler's tools and dashboards. result_ttl=-1 and no ttl: it never expires.
@@ -150,6 +151,6 @@ def _write_template(
         meta={"cronwork_schedule": spec.name, "definition_hash": spec.definition_hash()},
     )
     job.save(pipeline=pipe)
-    pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.timestamp()})  # type: ignore[attr-defined]
+    pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.timestamp()})
     definition = {"hash": spec.definition_hash(), "spec": spec.to_dict()}
-    pipe.hset(keys.definitions, spec.name, json.dumps(definition))  # type: ignore[attr-defined]
+    pipe.hset(keys.definitions, spec.name, json.dumps(definition))

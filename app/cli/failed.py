@@ -39,9 +39,7 @@ def requeue_command(job_id: str | None, everything: bool, schedule: str | None) 
         raise click.UsageError("give either JOB_ID or --all")
     keys = Keys(current_app.config["CRONWORK_PREFIX"])
     try:
-        runs = (
-            requeue_all(get_redis(), keys, schedule) if everything else [requeue(get_redis(), keys, job_id)]
-        )
+        runs = [requeue(get_redis(), keys, job_id)] if job_id else requeue_all(get_redis(), keys, schedule)
     except RequeueError as exc:
         raise click.ClickException(str(exc)) from None
     for r in runs:

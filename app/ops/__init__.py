@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Blueprint, Flask, Response, request
 from flask.blueprints import BlueprintSetupState
 from werkzeug.exceptions import HTTPException
@@ -24,7 +26,8 @@ PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base
 @ops_blueprint.record_once
 def _setup(state: BlueprintSetupState) -> None:
     """Once per app: the auth guard, rq-dashboard, the metrics registry, cookie and error policy."""
-    app: Flask = state.app
+    # Flask types state.app as its sansio base App; this blueprint is only registered on a Flask.
+    app = cast(Flask, state.app)
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
     app.before_request(guard)  # first: every other hook runs on an authenticated request

@@ -51,7 +51,7 @@ def mount_dashboard(app: Flask) -> None:
     app.config.setdefault("RQ_DASHBOARD_REDIS_URL", (dashboard_redis_url(app.config),))
     app.config.setdefault("RQ_DASHBOARD_POLL_INTERVAL", 5000)
     # What rq_dashboard.web.setup_rq_connection would set (used by its routes without an
-    # instance number); lazy, like every client here.
+    # instance number); lazy, like every client here. Flask declares no such attribute: ignore.
     app.redis_conn = redis_from_config(app.config)  # type: ignore[attr-defined]
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     app.before_request(dashboard_guard)

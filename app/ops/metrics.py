@@ -11,7 +11,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -77,8 +77,9 @@ class CronworkCollector:
 
     def _schedules(self) -> list[Metric]:
         redis = self.connection()
-        definitions = redis.hgetall(self.keys.definitions)
-        paused = {k.decode() for k in redis.hkeys(self.keys.paused)}
+        # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
+        definitions = cast(dict[bytes, bytes], redis.hgetall(self.keys.definitions))
+        paused = {k.decode() for k in cast(list[bytes], redis.hkeys(self.keys.paused))}
         names = sorted({k.decode() for k in definitions} | paused)
         f = {key: _gauge(name, doc, labels) for key, (name, doc, labels) in SCHEDULE_SERIES.items()}
         ledger = Ledger(redis, self.keys)
@@ -165,6 +166,7 @@ def metrics() -> Response:
     """Prometheus text exposition, open like /healthz (no secrets in it)."""
     registry = current_app.extensions.get(EXTENSION)
     if registry is None:
+        # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
         app = current_app._get_current_object()  # type: ignore[attr-defined]
         registry = current_app.extensions[EXTENSION] = build_registry(app)
     return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -54,7 +54,7 @@ def trim_ledger(redis: Redis, keys: Keys, before: datetime) -> int:
     removed = 0
     for raw in redis.scan_iter(match=keys.ledger("*"), count=500):
         index = raw.decode() if isinstance(raw, bytes) else raw
-        old = redis.zrangebyscore(index, "-inf", below)
+        old = cast(list[bytes], redis.zrangebyscore(index, "-inf", below))  # no decode_responses
         if not old:
             continue
         name = index[len(index_head) :]

@@ -7,6 +7,7 @@ late or requeued run covers the day or hour its occurrence belongs to.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from redis import Redis
 from sqlalchemy import Table, func, or_, select
@@ -53,7 +54,8 @@ def daily_env_stats(day: Window) -> dict[str, object]:
         .group_by(SensorReading.room_id, SensorReading.metric)
     ).all()
     if rows:
-        insert = _upsert_insert(DailyEnvStat.__table__)
+        # SQLAlchemy types __table__ as FromClause (a class may map a join); ours is a Table.
+        insert = _upsert_insert(cast(Table, DailyEnvStat.__table__))
         upsert = insert.on_conflict_do_update(
             index_elements=["room_id", "metric", "day"],
             set_={c: insert.excluded[c] for c in ("min_value", "max_value", "avg_value", "count")},

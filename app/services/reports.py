@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 from redis import Redis
 
@@ -65,7 +66,8 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
     """Count the ledger records of `name` whose tick lies in `window`."""
     ledger = Ledger(redis, keys)
     index = keys.ledger(name)
-    ticks = redis.zrangebyscore(index, window.start_epoch, f"({window.end_epoch}")
+    # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
+    ticks = cast(list[bytes], redis.zrangebyscore(index, window.start_epoch, f"({window.end_epoch}"))
     with redis.pipeline(transaction=False) as pipe:
         for tick in ticks:
             pipe.hmget(ledger.run_key(name, int(tick)), "state", "duration")
@@ -77,7 +79,7 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
         states.append(state)
         if duration and state in STARTED:  # a skipped run's few milliseconds are not a run
             durations.append(float(json.loads(duration)))
-    oldest = redis.zrange(index, 0, 0, withscores=True)
+    oldest = cast(list[tuple[bytes, float]], redis.zrange(index, 0, 0, withscores=True))
     capped = redis.zcard(index) >= LEDGER_CAP and bool(oldest) and oldest[0][1] > window.start_epoch
     return ScheduleDay(
         name=name,

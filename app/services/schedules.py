@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 from redis import Redis
@@ -115,6 +115,7 @@ class ScheduleService:
     @classmethod
     def for_app(cls, app: Flask | None = None) -> ScheduleService:
         """The service on the app's Redis, prefix and schedule file."""
+        # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         return cls(get_redis(app), Keys(app.config["CRONWORK_PREFIX"]), app.config.get("SCHEDULE_FILE"))
 
@@ -122,7 +123,8 @@ class ScheduleService:
 
     def registered(self) -> dict[str, ScheduleSpec]:
         """Specs written by the last sync."""
-        raw = self.connection.hgetall(self.keys.definitions)
+        # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
+        raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.definitions))
         return {k.decode(): ScheduleSpec.from_dict(json.loads(v)["spec"]) for k, v in raw.items()}
 
     def declared(self) -> dict[str, ScheduleSpec]:
@@ -145,7 +147,8 @@ class ScheduleService:
 
     def paused(self) -> dict[str, dict[str, str]]:
         """Paused schedules: name → {reason, since}."""
-        return {k.decode(): _pause_record(v) for k, v in self.connection.hgetall(self.keys.paused).items()}
+        raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.paused))
+        return {k.decode(): _pause_record(v) for k, v in raw.items()}
 
     def overview(self, recent: int = RECENT_RUNS) -> list[ScheduleView]:
         """Every declared or registered schedule, by name."""

@@ -117,7 +117,7 @@ def check_task_warnings(now: datetime, redis: Redis, batch_size: int = WARNING_B
     return summary
 
 
-def _warning(row: Row[Any]) -> tuple[int, str, str, str]:
+def _warning(row: Row[*tuple[Any, ...]]) -> tuple[int, str, str, str]:
     """(user, kind, title, body) of the warning for one late-task row."""
     return (
         row.handler_id,
