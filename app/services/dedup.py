@@ -25,15 +25,24 @@ def setpoint_alert_key(room_id: int, metric: str, hour_epoch: int) -> str:
     return f"setpoint_alert:{room_id}:{metric}:{hour_epoch}"
 
 
+# One script call claims a whole page of keys: a pipeline of SET NX costs ~25 µs of
+# client-side work per key (0.8 s for the 32k warnings of the 100k-task benchmark); the script
+# costs one argument list. Returns the 1-based positions of the keys it set.
+CLAIM_MANY = """
+local won = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, '1', 'NX', 'EX', ARGV[1]) then won[#won + 1] = i end
+end
+return won
+"""
+
+
 def claim(redis: Redis, keys: Sequence[str], ttl: int = DAY_SECONDS) -> list[str]:
-    """Claim every key that is free, in one round trip; returns the keys this call won."""
+    """Claim every key that is free, atomically in one round trip; returns the keys this call won."""
     if not keys:
         return []
-    with redis.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.set(key, 1, nx=True, ex=ttl)
-        won = pipe.execute()
-    return [key for key, ok in zip(keys, won, strict=True) if ok]
+    won = redis.register_script(CLAIM_MANY)(keys=list(keys), args=[ttl])
+    return [keys[i - 1] for i in won]
 
 
 def release(redis: Redis, keys: Sequence[str]) -> None:

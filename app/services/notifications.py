@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 
 from app.extensions import db
 from app.models import Notification, User
@@ -19,27 +21,39 @@ def notify_user(user_id: int, kind: str, title: str, body: str = "") -> None:
 def notify_admins(kind: str, title: str, body: str = "") -> int:
     """One notification per admin user, in one INSERT; returns how many were added."""
     admin_ids = db.session.scalars(select(User.id).where(User.is_admin.is_(True))).all()
-    if admin_ids:
-        created = now_utc()
-        rows = [
-            {"user_id": uid, "kind": kind, "title": title, "body": body, "created_at": created}
-            for uid in admin_ids
-        ]
-        db.session.execute(insert(Notification), rows)
-    return len(admin_ids)
+    return notify_many((uid, kind, title, body) for uid in admin_ids)
 
 
 def notify_many(notes: Iterable[tuple[int, str, str, str]]) -> int:
     """Many notifications, (user_id, kind, title, body) each, in one INSERT; the caller commits.
 
-    For jobs that notify thousands of users at once (task warnings): one executemany instead
-    of one ORM object per row, several times faster.
+    For jobs that notify thousands of users at once (task warnings): one Core INSERT
+    (COPY on PostgreSQL) instead of one ORM object per row, many times faster.
     """
     created = now_utc()
     rows = [
         {"user_id": uid, "kind": kind, "title": title, "body": body, "created_at": created}
         for uid, kind, title, body in notes
     ]
-    if rows:
-        db.session.execute(insert(Notification), rows)
+    if not rows:
+        return 0
+    if db.session.get_bind().dialect.name == "postgresql":
+        _copy_into_postgresql(rows)
+    else:
+        # Core, not the ORM's bulk path: same SQL, a third of the client-side time.
+        db.session.execute(insert(cast(Table, Notification.__table__)), rows)
     return len(rows)
+
+
+COPY_COLUMNS = ("user_id", "kind", "title", "body", "is_read", "created_at")
+
+
+def _copy_into_postgresql(rows: list[dict[str, Any]]) -> None:
+    """COPY the rows in the session's transaction: psycopg's executemany costs ~30 µs a row."""
+    statement = f"COPY {Notification.__tablename__} ({', '.join(COPY_COLUMNS)}) FROM STDIN"
+    driver: Any = db.session.connection().connection.driver_connection  # a psycopg.Connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            # timestamp without time zone holding UTC, as UTCDateTime stores it.
+            created = row["created_at"].astimezone(UTC).replace(tzinfo=None)
+            copy.write_row((row["user_id"], row["kind"], row["title"], row["body"], False, created))
