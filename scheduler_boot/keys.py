@@ -46,6 +46,12 @@ class Keys:
         return f"{self.prefix}:scheduler:heartbeat"
 
     @property
+    def oneoffs_fired(self) -> str:
+        """Hash: schedule name → epoch of the one-off tick the scheduler handled. Kept for good:
+        it is what lets a restart accept the file's `at` in the past as done, not a mistake."""
+        return f"{self.prefix}:oneoffs_fired"
+
+    @property
     def paused(self) -> str:
         """Hash: schedule name → JSON {reason, since}; written by operators, kept by syncs."""
         return f"{self.prefix}:paused"

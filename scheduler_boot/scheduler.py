@@ -187,8 +187,10 @@ class CronworkScheduler(Scheduler):
         """Queue the writes for one due template; returns the run ids it enqueues."""
         name = spec.name
         template_id = self.keys.template_id(name)
-        if decision.next_tick is None:
+        if decision.next_tick is None:  # a one-off, handled now (run, missed or paused)
             pipe.zrem(RQ_SCHEDULER_SET, template_id)
+            if handled := [*decision.runs, *decision.missed]:
+                pipe.hset(self.keys.oneoffs_fired, name, int(max(handled).timestamp()))
         else:
             # GT: a slower replica working on an older tick can never move the template back.
             pipe.zadd(RQ_SCHEDULER_SET, {template_id: decision.next_tick.timestamp()}, xx=True, gt=True)

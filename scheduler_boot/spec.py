@@ -26,6 +26,7 @@ from scheduler_boot.timing import (
     TriggerError,
     fire_times,
     next_fire,
+    one_off_instant,
     parse_duration,
 )
 
@@ -59,9 +60,16 @@ SCHEDULE_KEYS = DEFAULT_KEYS | {"func", "description", "args", "kwargs", *TRIGGE
 class ScheduleError(ValueError):
     """The schedule file is invalid; `errors` holds one line per problem."""
 
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], past_oneoffs: frozenset[str] = frozenset()) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
+        self.past_oneoffs = past_oneoffs  # schedules whose `at` has passed (one error each)
+
+    @property
+    def only_past_oneoffs(self) -> bool:
+        """Whether every error is an enabled one-off in the past, which the scheduler may
+        already have run (see `fired_oneoffs` of load_schedule)."""
+        return len(self.errors) == len(self.past_oneoffs)
 
 
 @dataclass(frozen=True)
@@ -161,8 +169,14 @@ class Schedule:
         return {name: spec for name, spec in self.specs.items() if spec.enabled}
 
 
-def load_schedule(path: Path | str, now: datetime | None = None) -> Schedule:
-    """Read and validate the schedule file; raises ScheduleError listing every problem."""
+def load_schedule(
+    path: Path | str, now: datetime | None = None, fired_oneoffs: Mapping[str, int] | None = None
+) -> Schedule:
+    """Read and validate the schedule file; raises ScheduleError listing every problem.
+
+    `fired_oneoffs` (name → tick epoch, from Redis) are one-offs the scheduler has handled:
+    their `at`, now past, is accepted as done, so a restart after a one-off does not fail.
+    """
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -170,12 +184,15 @@ def load_schedule(path: Path | str, now: datetime | None = None) -> Schedule:
         raise ScheduleError([f"{path}: file not found"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ScheduleError([f"{path.name}: not valid TOML: {exc}"]) from None
-    return parse_schedule(document, path, now or datetime.now(UTC))
+    return parse_schedule(document, path, now or datetime.now(UTC), fired_oneoffs or {})
 
 
-def parse_schedule(document: Mapping[str, Any], path: Path, now: datetime) -> Schedule:
+def parse_schedule(
+    document: Mapping[str, Any], path: Path, now: datetime, fired_oneoffs: Mapping[str, int] | None = None
+) -> Schedule:
     """Validate a parsed TOML document; raises ScheduleError listing every problem."""
     errors: list[str] = []
+    past_oneoffs: set[str] = set()
     where = path.name
     for key in document:
         if key not in ("defaults", "schedules"):
@@ -193,11 +210,11 @@ def parse_schedule(document: Mapping[str, Any], path: Path, now: datetime) -> Sc
         schedules = {}
     specs: dict[str, ScheduleSpec] = {}
     for name, table in schedules.items():
-        spec = _parse_one(where, name, table, defaults, now, errors)
+        spec = _parse_one(where, name, table, defaults, now, errors, fired_oneoffs or {}, past_oneoffs)
         if spec is not None:
             specs[name] = spec
     if errors:
-        raise ScheduleError(errors)
+        raise ScheduleError(errors, frozenset(past_oneoffs))
     return Schedule(path=path, specs=specs)
 
 
@@ -229,6 +246,8 @@ def _parse_one(
     defaults: Mapping[str, Any],
     now: datetime,
     errors: list[str],
+    fired_oneoffs: Mapping[str, int],
+    past_oneoffs: set[str],
 ) -> ScheduleSpec | None:
     fe = _FieldErrors(where, name, errors)
     if not NAME_PATTERN.match(name):
@@ -270,7 +289,10 @@ def _parse_one(
     if trigger is not None and timezone is not None and enabled:
         zone = ZoneInfo(timezone)
         if isinstance(trigger, OneOffTrigger) and next_fire(trigger, zone, now) is None:
-            fe.add("at", f"{trigger.at.isoformat()} is in the past; remove it or set enabled = false")
+            # Done, not a mistake, when the scheduler recorded running this very instant.
+            if fired_oneoffs.get(name) != int(one_off_instant(trigger, zone).timestamp()):
+                fe.add("at", f"{trigger.at.isoformat()} is in the past; remove it or set enabled = false")
+                past_oneoffs.add(name)
         if overlap == "skip" and timeout is not None:
             gap = _shortest_gap(trigger, zone, now)
             if gap is not None and timeout > gap:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
@@ -71,9 +72,23 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> tuple[dict[s
     return hashes, in_set
 
 
-def compute_plan(connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Keys) -> SyncPlan:
-    """Compare declared enabled specs with what Redis holds; reads only."""
-    declared = {name: spec for name, spec in specs.items() if spec.enabled}
+def fired_oneoffs(connection: Redis, keys: Keys) -> dict[str, int]:
+    """One-offs the scheduler has handled: name → tick epoch (see Keys.oneoffs_fired)."""
+    # Bytes: the clients are made without decode_responses (app/extensions.py).
+    raw = cast(dict[bytes, bytes], connection.hgetall(keys.oneoffs_fired))
+    return {name.decode(): int(tick) for name, tick in raw.items()}
+
+
+def compute_plan(
+    connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Keys, now: datetime
+) -> SyncPlan:
+    """Compare declared enabled specs with what Redis holds; reads only.
+
+    A one-off that has fired (accepted as done by load_schedule) is not declared any more.
+    """
+    declared = {
+        name: spec for name, spec in specs.items() if spec.enabled and spec.next_fire(now) is not None
+    }
     hashes, in_set = _registered(connection, keys, sorted(declared))
     plan = SyncPlan()
     for name in sorted(declared):
@@ -99,7 +114,7 @@ def apply_plan(
         raise TimeoutError(f"another sync held {keys.sync_lock} for more than {SYNC_LOCK_WAIT}s")
     try:
         # Planned again under the lock: a concurrent boot may have just done the work.
-        plan = compute_plan(connection, specs, keys)
+        plan = compute_plan(connection, specs, keys, now)
         if not plan.has_changes:
             return plan
         scheduler = Scheduler(connection=connection)

@@ -122,8 +122,13 @@ def next_fire(trigger: Trigger, zone: ZoneInfo, after: datetime) -> datetime | N
         if after < anchor:
             return anchor
         return anchor + ((after - anchor) // trigger.every + 1) * trigger.every
-    fire = _wall_instants(trigger.at, zone, both_folds=False)[0]
+    fire = one_off_instant(trigger, zone)
     return fire if fire > after else None
+
+
+def one_off_instant(trigger: OneOffTrigger, zone: ZoneInfo) -> datetime:
+    """The instant a one-off fires at (past or future), in UTC."""
+    return _wall_instants(trigger.at, zone, both_folds=False)[0]
 
 
 def fire_times(trigger: Trigger, zone: ZoneInfo, after: datetime, count: int) -> list[datetime]:

@@ -25,6 +25,7 @@ from scheduler_boot.ledger import Ledger
 from scheduler_boot.runs import build_run_job
 from scheduler_boot.scheduler import CLAIM_TTL
 from scheduler_boot.spec import ScheduleError, ScheduleSpec, load_schedule
+from scheduler_boot.sync import fired_oneoffs
 from scheduler_boot.timing import fire_times
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,8 @@ class ScheduleService:
         if key not in _declared_cache:  # parsed once per version of the file
             _declared_cache.clear()
             try:
-                _declared_cache[key] = dict(load_schedule(self.schedule_file, self.clock()).specs)
+                fired = fired_oneoffs(self.connection, self.keys)
+                _declared_cache[key] = dict(load_schedule(self.schedule_file, self.clock(), fired).specs)
             except ScheduleError as exc:
                 log.warning("schedule file invalid, showing registered schedules only: %s", exc)
                 _declared_cache[key] = {}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from redis import Redis
 from rq import Queue
 from rq.job import Job
@@ -14,7 +17,8 @@ from jobs.system import health_check
 from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
 from scheduler_boot.ledger import Ledger
 from scheduler_boot.scheduler import CronworkScheduler
-from scheduler_boot.sync import apply_plan
+from scheduler_boot.spec import ScheduleError, parse_schedule
+from scheduler_boot.sync import apply_plan, fired_oneoffs
 from tests.scheduler_boot.helpers import schedule_from
 
 KEYS = Keys()
@@ -183,3 +187,32 @@ def test_missed_tick_never_overwrites_a_tick_that_ran(redis: Redis) -> None:
     s.enqueue_jobs()
     [record] = Ledger(redis, KEYS).history("minutely")
     assert record["state"] == "enqueued"
+
+
+ONE_OFF = """
+[schedules.backfill]
+func = "jobs.system.health_check"
+at = 2026-11-22T12:05:00
+"""
+
+
+def test_a_fired_one_off_is_remembered_and_its_past_at_accepted_afterwards(redis: Redis) -> None:
+    clock = setup(redis, ONE_OFF)
+    tick = T0 + timedelta(minutes=5)  # 12:05 in Shanghai
+    clock.now = tick + timedelta(milliseconds=20)
+    assert scheduler(redis, clock).enqueue_jobs() == [f"cronwork-backfill-{int(tick.timestamp())}"]
+    assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("backfill")) is None
+    fired = fired_oneoffs(redis, KEYS)
+    assert fired == {"backfill": int(tick.timestamp())}
+
+    later = tick + timedelta(days=2)
+    with pytest.raises(ScheduleError) as error:  # without Redis's word it is a mistake
+        schedule_from(ONE_OFF, later)
+    assert error.value.only_past_oneoffs and error.value.past_oneoffs == {"backfill"}
+    specs = parse_schedule(tomllib.loads(ONE_OFF), Path("schedule.toml"), later, fired).specs
+    plan = apply_plan(redis, specs, KEYS, later)  # the restart: done, so unregistered, not re-run
+    assert (plan.added, plan.updated, plan.removed) == ([], [], ["backfill"])
+    assert not apply_plan(redis, specs, KEYS, later).has_changes
+    moved = ONE_OFF.replace("12:05", "12:06")  # another past instant was never run: still an error
+    with pytest.raises(ScheduleError):
+        parse_schedule(tomllib.loads(moved), Path("schedule.toml"), later, fired)

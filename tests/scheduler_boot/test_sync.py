@@ -94,7 +94,7 @@ def test_template_whose_job_hash_vanished_is_re_registered(redis: Redis) -> None
     specs = schedule_from(BASE, NOW).specs
     apply_plan(redis, specs, KEYS, NOW)
     redis.delete("rq:job:cronwork-hourly")
-    assert compute_plan(redis, specs, KEYS).updated == ["hourly"]
+    assert compute_plan(redis, specs, KEYS, NOW).updated == ["hourly"]
     apply_plan(redis, specs, KEYS, NOW)
     assert redis.exists("rq:job:cronwork-hourly")
 
