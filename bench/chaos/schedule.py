@@ -1,0 +1,85 @@
+"""The schedules the chaos harness declares, and what each of their runs may end in."""
+
+from __future__ import annotations
+
+from scheduler_boot.keys import Keys
+
+QUEUE = "default"
+KEYS = Keys("cronwork")
+RAN_KEY = "chaos:ran:{}"
+ABANDONED = "AbandonedJobError"
+FINAL = frozenset({"succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed"})
+
+SCHEDULE = """\
+[defaults]
+timezone = "UTC"
+queue = "default"
+retry_backoff = ["1s"]
+misfire = "run_latest"
+misfire_grace = "10m"
+
+[schedules.quick_once]     # exactly-once proof: never fails, never retried
+func = "jobs.diagnostics.record_run"
+kwargs = { key = "chaos:ran:quick_once" }
+every = "2s"
+overlap = "allow"
+timeout = "10s"
+
+[schedules.quick_skip]
+func = "jobs.diagnostics.record_run"
+kwargs = { key = "chaos:ran:quick_skip" }
+every = "3s"
+overlap = "skip"
+timeout = "3s"
+
+[schedules.quick_retry]    # a killed run is retried and legitimately runs again
+func = "jobs.diagnostics.record_run"
+kwargs = { key = "chaos:ran:quick_retry" }
+every = "4s"
+overlap = "allow"
+timeout = "10s"
+retries = 2
+
+[schedules.sleep_allow]
+func = "jobs.diagnostics.sleep"
+kwargs = { seconds = 3.0 }
+every = "4s"
+overlap = "allow"
+timeout = "15s"
+retries = 1
+
+[schedules.sleep_skip]
+func = "jobs.diagnostics.sleep"
+kwargs = { seconds = 2.0 }
+every = "4s"
+overlap = "skip"
+timeout = "4s"
+
+[schedules.flaky]
+func = "jobs.diagnostics.fail"
+kwargs = { message = "chaos: deliberate failure" }
+every = "5s"
+overlap = "allow"
+timeout = "10s"
+retries = 2
+
+[schedules.times_out]
+func = "jobs.diagnostics.sleep"
+kwargs = { seconds = 5.0 }
+every = "6s"
+overlap = "allow"
+timeout = "1s"
+"""
+# Final states each schedule can reach (plus `missed`, under rule 6).
+EXPECTED = {
+    "quick_once": {"succeeded", "abandoned"},
+    "quick_skip": {"succeeded", "skipped_overlap", "abandoned"},
+    "quick_retry": {"succeeded", "abandoned"},
+    "sleep_allow": {"succeeded", "abandoned"},
+    "sleep_skip": {"succeeded", "skipped_overlap", "abandoned"},
+    "flaky": {"failed", "abandoned"},
+    "times_out": {"timed_out", "abandoned"},
+}
+EXACTLY_ONCE = ("quick_once", "quick_skip")
+ONCE_PER_ATTEMPT = ("quick_retry",)
+STATES = ("succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed", "other")
