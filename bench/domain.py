@@ -34,15 +34,10 @@ from sqlalchemy import func, select
 from app import create_app
 
 # The demo seed's own row builders: the benchmark data is the demo data, at scale.
-from app.cli.demo import (
-    TASK_SCENARIOS,
-    TIME_FRACTIONS,
-    _insert,
-    _rental_row,
-    _scenarios,
-    _task_row,
-    _user_rows,
-)
+from app.demo.rentals import rental_row
+from app.demo.rows import insert_rows, scenarios
+from app.demo.tasks import TASK_SCENARIOS, TIME_FRACTIONS, task_row
+from app.demo.users import user_rows
 from app.embedded_postgres import EmbeddedPostgres, PostgresNotAvailable
 from app.extensions import db
 from app.models import (
@@ -93,10 +88,10 @@ def _app(db_file: Path | str, redis_url: str) -> Flask:
 
 def _seed_tasks(n: int, now: datetime) -> None:
     db.create_all()
-    _insert(User, _user_rows(now))
+    insert_rows(User, user_rows(now))
     users = list(db.session.scalars(select(User.id)))
     rng = random.Random(4)
-    _insert(Task, (_task_row(rng, now, k, i, users) for i, k in enumerate(_scenarios(rng, PROCESSING, n))))
+    insert_rows(Task, (task_row(rng, now, k, i, users) for i, k in enumerate(scenarios(rng, PROCESSING, n))))
     db.session.commit()
 
 
@@ -253,7 +248,7 @@ def bench_shipments(n: int, folder: Path, redis_url: str) -> None:
         with app.app_context():
             db.create_all()
             rng, now = random.Random(0), now_utc()
-            _insert(Rental, (_rental_row(rng, now, "due", i) for i in range(n)))
+            insert_rows(Rental, (rental_row(rng, now, "due", i) for i in range(n)))
             db.session.commit()
             db.session.remove()
             db.engine.dispose()

@@ -11,7 +11,8 @@ from flask import Flask
 from flask.testing import FlaskCliRunner
 from sqlalchemy import func, select
 
-from app.cli.demo import SEEDED_MODELS, demo_cli
+from app.cli.demo import demo_cli
+from app.demo.seed import SEEDED_MODELS
 from app.extensions import db
 from app.models import (
     Notification,
