@@ -7,12 +7,15 @@ import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
+from sqlalchemy import event
 
+from app.extensions import db
 from scheduler_boot.keys import Keys
 from scheduler_boot.ledger import Ledger
 from scheduler_boot.spec import load_schedule
@@ -123,3 +126,16 @@ def seed_ledger(redis: Redis, name: str, states: list[str], every: int = 1800) -
             fields.update(error_type="RuntimeError", error=f"boom at {tick}")
         ledger.record(name, tick, fields)
     return ticks
+
+
+@pytest.fixture
+def statements(app: Flask) -> Iterator[list[str]]:
+    """Every SQL statement sent to the database while the test runs."""
+    seen: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(db.engine, "before_cursor_execute", record)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 
 from app.extensions import db
 from app.models import Stage, StageStatus
@@ -30,19 +28,6 @@ def add_stage(status: StageStatus, start: datetime, end: datetime) -> int:
 
 def status_of(stage_id: int) -> StageStatus:
     return db.session.scalars(select(Stage.status).where(Stage.id == stage_id)).one()
-
-
-@pytest.fixture
-def statements(app: Flask) -> Iterator[list[str]]:
-    """Every SQL statement sent to the database while the test runs."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    event.listen(db.engine, "before_cursor_execute", record)
-    yield seen
-    event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_start_date_equal_to_now_activates(app: Flask) -> None:
