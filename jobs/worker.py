@@ -235,8 +235,7 @@ class CronworkWorker(Worker):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
-        if exc_string == STUCK_IN_INTERMEDIATE and job.get_status(refresh=True) == JobStatus.QUEUED:
-            self._requeue_never_started(job, queue)
+        if exc_string == STUCK_IN_INTERMEDIATE and self._settle_stuck(job, queue):
             return
         will_retry = job.should_retry and self._stopped_job_id != job.id
         state = None
@@ -246,13 +245,24 @@ class CronworkWorker(Worker):
         if state is not None:
             self._after_failure(job, state, error_fields(exc_string)["error"])
 
-    def _requeue_never_started(self, job: Job, queue: Queue) -> None:
-        """Nothing of this run executed, so it is owed a run, not a failure: back to the
-        front of its queue (its ledger entry stays `enqueued`; its tick is unchanged)."""
-        # Forget when rq first saw it stuck, or its next stay would count from then.
+    def _settle_stuck(self, job: Job, queue: Queue) -> bool:
+        """A job rq found in its intermediate list, not started: requeue it if it never
+        ran, drop the entry if it is stale; True when handled (rq must not fail it)."""
+        # rq keys "first seen" by job id, not by execution (rq's own TODO), so a stale entry
+        # left by a dequeue cut short by a Redis outage got a run retried later failed as
+        # stuck, after it had succeeded (found by bench/chaos.py).
         self.connection.delete(queue.intermediate_queue.get_first_seen_key(job.id))
-        queue.enqueue_job(job, at_front=True)
-        self.log.warning("requeued run %s: its worker died before starting it", job.id)
+        status = job.get_status(refresh=True)
+        if status == JobStatus.STARTED:
+            return False  # rq's registries disagree; let rq's own handling decide
+        if status == JobStatus.QUEUED and self.connection.lpos(queue.key, job.id) is None:
+            # Nothing of this run executed: it is owed a run, not a failure. Its ledger entry
+            # stays `enqueued`, its tick unchanged.
+            queue.enqueue_job(job, at_front=True)
+            self.log.warning("requeued run %s: its worker died before starting it", job.id)
+        else:
+            self.log.info("dropped a stale intermediate-queue entry of %s (status %s)", job.id, status)
+        return True
 
     def _after_failure(self, job: Job, state: str, error: str) -> None:
         name = schedule_of(job)

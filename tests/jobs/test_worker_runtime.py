@@ -156,6 +156,23 @@ def test_run_dequeued_by_a_worker_that_died_before_starting_it_is_requeued_and_r
     assert redis.llen(queue.intermediate_queue_key) == 0 and not redis.exists(first_seen)
 
 
+def test_stale_intermediate_entry_of_a_run_that_finished_does_not_fail_it(
+    redis: Redis, processes: Processes
+) -> None:
+    """A dequeue cut short by a Redis outage can leave the id behind after the run (retried)
+    succeeded; rq's cleanup would then fail the finished run as stuck (seen in bench/chaos)."""
+    job_id = enqueue_run(redis, "done", SLEEP.format(timeout="30s", seconds=0))
+    queue = Queue("default", connection=redis)
+    worker(processes)
+    wait_until(lambda: rq_status_is(redis, job_id, "finished"), timeout=30)
+    redis.lpush(queue.intermediate_queue_key, job_id)
+    redis.set(queue.intermediate_queue.get_first_seen_key(job_id), time.time() - 120)
+    wait_until(lambda: redis.llen(queue.intermediate_queue_key) == 0, timeout=40, interval=0.5)
+    assert rq_status_is(redis, job_id, "finished")
+    assert record(redis, "done", job_id)["state"] == "succeeded"
+    assert job_id not in FailedJobRegistry("default", connection=redis) and not queue.job_ids
+
+
 def test_failed_cli_lists_and_requeues(app: Flask, redis: Redis, processes: Processes) -> None:
     job_id = enqueue_run(
         redis, "broken", 'func = "jobs.diagnostics.fail"\ncron = "0 0 1 1 *"\ntimeout = "10s"'
