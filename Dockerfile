@@ -4,6 +4,7 @@ ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TZ=UTC
 WORKDIR /srv/cronwork
 COPY pyproject.toml README.md ./
 COPY app app
+COPY cronwork cronwork
 COPY jobs jobs
 COPY scheduler_boot scheduler_boot
 COPY migrations migrations

@@ -17,7 +17,7 @@ from rq import Worker
 
 from app import create_app
 from app.extensions import redis_from_config
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 MAX_AGE = 30.0
 

@@ -12,15 +12,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue
 from rq.job import Job
 from rq_scheduler import Scheduler
 
 from bench.harness import fmt_ms, percentile, process_env, python, redis_server, start, stop
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import Ledger
+from cronwork.serializer import JSONJob, json_queue
+from cronwork.spec import parse_schedule
 from scheduler_boot.scheduler import CronworkScheduler
-from scheduler_boot.spec import parse_schedule
 from scheduler_boot.sync import apply_plan
 
 WRITE_COMMANDS = {
@@ -91,12 +91,12 @@ def latency(ticks: int = 60) -> None:
         our_enqueue = [r["lag"] for r in records]
         our_start = []
         for r in records:
-            job = Job.fetch(r["job_id"], connection=conn)
+            job = JSONJob.fetch(r["job_id"], connection=conn)
             if job.started_at:
                 our_start.append(job.started_at.replace(tzinfo=UTC).timestamp() - r["tick"])
         stock_enqueue, stock_start = [], []
         for job_ref, tick in zip(stock_jobs, stock_times, strict=True):
-            job = Job.fetch(job_ref.id, connection=stock_conn)
+            job = Job.fetch(job_ref.id, connection=stock_conn)  # the peer's own (pickle) format
             if job.enqueued_at:
                 stock_enqueue.append(job.enqueued_at.replace(tzinfo=UTC).timestamp() - tick.timestamp())
             if job.started_at:
@@ -135,7 +135,7 @@ def burst(count: int = 1000) -> None:
         enqueued = scheduler.enqueue_jobs()
         ours = time.perf_counter() - started
         again = scheduler.enqueue_jobs()
-        queued = Queue("default", connection=conn).count
+        queued = json_queue("default", conn).count
         print(
             f"cronwork one pass: {fmt_ms(ours)}  enqueued {len(enqueued)}, queue {queued}, second pass {len(again)}"
         )
@@ -151,7 +151,7 @@ def burst(count: int = 1000) -> None:
         stock.enqueue_jobs()
         theirs = time.perf_counter() - started
         print(
-            f"stock rq-scheduler enqueue_jobs: {fmt_ms(theirs)}  queue {Queue('default', connection=conn).count}"
+            f"stock rq-scheduler enqueue_jobs: {fmt_ms(theirs)}  queue {json_queue('default', conn).count}"
         )
     print(f"ratio stock/cronwork: {theirs / ours:.1f}x  (target ≤ 250 ms)")
 

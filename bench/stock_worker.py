@@ -10,6 +10,7 @@ import gc
 import sys
 
 from rq import Queue, Worker
+from rq.serializers import JSONSerializer
 
 from app import create_app
 from app.extensions import make_redis
@@ -21,7 +22,9 @@ def main(queue_name: str) -> int:
     preload_jobs()
     connection = make_redis(app.config["REDIS_URL"])
     gc.freeze()
-    Worker([Queue(queue_name, connection=connection)], connection=connection).work(burst=True)
+    # The same JSON job format as Cronwork's (rq's own JSON serializer reads it).
+    queue = Queue(queue_name, connection=connection, serializer=JSONSerializer)
+    Worker([queue], connection=connection, serializer=JSONSerializer).work(burst=True)
     return 0
 
 

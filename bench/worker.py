@@ -18,14 +18,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 
 from bench.harness import process_env, python, redis_server, start
-from scheduler_boot.keys import Keys
-from scheduler_boot.runs import build_run_job
-from scheduler_boot.spec import ScheduleSpec
-from scheduler_boot.timing import CronTrigger
+from cronwork.keys import Keys
+from cronwork.runjob import build_run_job
+from cronwork.serializer import JSONJob, json_queue
+from cronwork.spec import ScheduleSpec
+from cronwork.timing import CronTrigger
 
 FUNC = "jobs.diagnostics.sleep"
 
@@ -50,7 +49,7 @@ def _spec() -> ScheduleSpec:
 
 
 def _throughput(conn: Redis, job_ids: list[str]) -> float:
-    jobs = [j for j in Job.fetch_many(job_ids, connection=conn) if j is not None]
+    jobs = [j for j in JSONJob.fetch_many(job_ids, connection=conn) if j is not None]
     assert all(j.get_status() == "finished" for j in jobs), "not every job finished"
     first = min(j.started_at for j in jobs)
     last = max(j.ended_at for j in jobs)
@@ -71,11 +70,11 @@ def run(count: int = 300) -> None:
         env = process_env(server.url, base)
         start(python("-m", "flask", "--app", "app", "db", "upgrade"), env, base / "db.log").wait()
         conn = Redis.from_url(server.url)
-        queue = Queue("bench", connection=conn)
+        queue = json_queue("bench", conn)
 
         stock_ids = [queue.enqueue("bench.probe.noop").id for _ in range(count)]
         rq_bin = str(Path(python()[0]).parent / "rq")
-        _run_worker([rq_bin, "worker", "--burst", "-u", server.url, "bench"], env, base / "stock.log")
+        _run_worker([rq_bin, "worker", "--burst", "-S", "rq.serializers.JSONSerializer", "-u", server.url, "bench"], env, base / "stock.log")
         stock = _throughput(conn, stock_ids)
 
         preloaded_ids = [queue.enqueue(FUNC, 0).id for _ in range(count)]

@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.extensions import db
 from app.models import NotificationKind
 from app.services.notifications import notify_admins
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -14,20 +14,13 @@ from typing import Any
 from redis import Redis
 from rq.job import Job
 
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.runs import MAX_TEXT, error_fields, schedule_of
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 500  # characters of a result or error kept in the ledger
-
 FINAL_FAILURES = ("failed", "timed_out", "abandoned")
-
-
-def schedule_of(job: Job) -> str | None:
-    """The Cronwork schedule a run belongs to, from its meta."""
-    name = job.meta.get("cronwork_schedule") if job.meta else None
-    return str(name) if name else None
 
 
 def attempt_of(job: Job) -> int:
@@ -49,15 +42,6 @@ def classify_failure(job: Job, exc_string: str) -> str:
         if elapsed >= job.timeout:
             return "timed_out"
     return "failed"
-
-
-def error_fields(exc_string: str) -> dict[str, str]:
-    """The error's type and message from a formatted traceback (its last line)."""
-    last = next((line for line in reversed(exc_string.strip().splitlines()) if line.strip()), "")
-    error_type, _, message = last.partition(": ")
-    if not message or " " in error_type:
-        error_type, message = "Error", last
-    return {"error_type": error_type.rsplit(".", 1)[-1][:100], "error": message[:MAX_TEXT]}
 
 
 def _truncate(value: Any) -> str:

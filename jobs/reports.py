@@ -10,7 +10,7 @@ from app.extensions import get_redis
 from app.services import reports
 from app.services.jobcontext import current_job_id
 from app.services.timewindows import app_zone, previous_day, resolve_tick
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from typing import Any, ClassVar, cast
 
 from flask import Flask
 from redis import Redis
-from rq.job import Job
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from app.extensions import db, get_redis
+from cronwork.keys import Keys
+from cronwork.scripts import COMPARE_AND_DELETE
+from cronwork.serializer import JSONJob
 from jobs.outcomes import RunRecorder, schedule_of
-from scheduler_boot.keys import Keys
-from scheduler_boot.scripts import COMPARE_AND_DELETE
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _hard_kill(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class AppJob(Job):
+class AppJob(JSONJob):
     """An RQ job that runs inside the bound Flask app's context."""
 
     flask_app: ClassVar[Flask | None] = None

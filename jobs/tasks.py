@@ -17,7 +17,7 @@ from app.models import now_utc
 from app.services import cleanup, tasks
 from app.services.jobcontext import current_job_id
 from app.services.timewindows import resolve_tick
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 logger = logging.getLogger(__name__)
 

@@ -35,10 +35,11 @@ from rq.worker import WorkerStatus
 from app import create_app
 from app.extensions import db, redis_from_config
 from app.readiness import ServiceUnavailable, wait_for_services
+from cronwork.keys import Keys
+from cronwork.serializer import JOB_SERIALIZER
 from jobs.alerts import flush_pending, on_final_failure
 from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields, schedule_of
 from jobs.runtime import EnforcedDeathPenalty, bind_app, release_overlap_lock
-from scheduler_boot.keys import Keys
 
 log = logging.getLogger("jobs.worker")
 
@@ -307,9 +308,17 @@ def build_worker(app: Flask, queue_names: list[str], name: str | None = None) ->
     # One client for rq and the app: each horse then reconnects once, not twice.
     app.extensions["cronwork_redis"] = connection
     job_class = bind_app(app)
-    queues = [CronworkQueue(q, connection=connection, job_class=job_class) for q in queue_names]
+    queues = [
+        CronworkQueue(q, connection=connection, job_class=job_class, serializer=JOB_SERIALIZER)
+        for q in queue_names
+    ]
     worker = CronworkWorker(
-        queues, connection=connection, job_class=job_class, queue_class=CronworkQueue, name=name
+        queues,
+        connection=connection,
+        job_class=job_class,
+        queue_class=CronworkQueue,
+        serializer=JOB_SERIALIZER,
+        name=name,
     )
     worker.setup(app)
     return worker

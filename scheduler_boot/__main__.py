@@ -17,11 +17,12 @@ from datetime import UTC, datetime
 from app import create_app
 from app.extensions import redis_from_config
 from app.readiness import ServiceUnavailable, wait_for_services
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
+from cronwork.spec import Schedule, ScheduleError, load_schedule
+from cronwork.store import fired_oneoffs
+from cronwork.timing import fire_times
 from scheduler_boot.scheduler import CronworkScheduler
-from scheduler_boot.spec import Schedule, ScheduleError, load_schedule
-from scheduler_boot.sync import apply_plan, compute_plan, fired_oneoffs
-from scheduler_boot.timing import fire_times
+from scheduler_boot.sync import apply_plan, compute_plan
 
 log = logging.getLogger("scheduler_boot")
 

@@ -28,23 +28,22 @@ from uuid import uuid4
 from redis import Redis, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.ledger import Ledger
-from scheduler_boot.misfire import Decision, decide
-from scheduler_boot.runs import build_run_job
-from scheduler_boot.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
-from scheduler_boot.spec import ScheduleSpec
+from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import Ledger
+from cronwork.misfire import Decision, decide
+from cronwork.runjob import build_run_job
+from cronwork.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
+from cronwork.serializer import JSONJob, json_queue
+from cronwork.spec import ScheduleSpec
 
 log = logging.getLogger(__name__)
 
 LOCK_TTL = 3.0  # seconds; a dead scheduler's lock is free again this soon
 MAX_SLEEP = 1.0  # seconds between passes at most
 MIN_SLEEP = 0.002
-CLAIM_TTL = 2 * 24 * 3600  # seconds; well above any misfire grace
 BATCH = 200  # occurrences per transaction
 OUTAGE_BACKOFF_MAX = 5.0
 
@@ -61,7 +60,8 @@ class CronworkScheduler(Scheduler):
         clock: Callable[[], float] = time.time,
         name: str | None = None,
     ) -> None:
-        super().__init__(connection=connection, interval=interval, name=name or uuid4().hex)
+        name = name or uuid4().hex
+        super().__init__(connection=connection, interval=interval, name=name, job_class=JSONJob)
         self.keys = keys
         self.ledger = Ledger(connection, keys)
         self.lock_ttl = lock_ttl
@@ -228,7 +228,7 @@ class CronworkScheduler(Scheduler):
             return None
         job_id = self.keys.run_id(name, epoch)
         job = build_run_job(self.connection, spec, tick, job_id, "schedule", self.job_class)
-        Queue(spec.queue, connection=self.connection).enqueue_job(job, pipeline=pipe)
+        json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
         lag = round((now - tick).total_seconds(), 6)
         self.ledger.record(
             name,

@@ -12,14 +12,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import cast
 
 from redis import Redis
 from redis.client import Pipeline
 from rq_scheduler import Scheduler
 
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.spec import ScheduleSpec
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.serializer import JSONJob
+from cronwork.spec import ScheduleSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +72,6 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> tuple[dict[s
     return hashes, in_set
 
 
-def fired_oneoffs(connection: Redis, keys: Keys) -> dict[str, int]:
-    """One-offs the scheduler has handled: name → tick epoch (see Keys.oneoffs_fired)."""
-    # Bytes: the clients are made without decode_responses (app/extensions.py).
-    raw = cast(dict[bytes, bytes], connection.hgetall(keys.oneoffs_fired))
-    return {name.decode(): int(tick) for name, tick in raw.items()}
-
-
 def compute_plan(
     connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Keys, now: datetime
 ) -> SyncPlan:
@@ -117,7 +110,7 @@ def apply_plan(
         plan = compute_plan(connection, specs, keys, now)
         if not plan.has_changes:
             return plan
-        scheduler = Scheduler(connection=connection)
+        scheduler = Scheduler(connection=connection, job_class=JSONJob)
         with connection.pipeline(transaction=True) as pipe:
             for name in plan.added + plan.updated:
                 _write_template(pipe, scheduler, keys, specs[name], now)

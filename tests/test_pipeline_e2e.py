@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from redis import Redis
-from rq.job import Job
 
 from app.config import PROJECT_ROOT
 from app.extensions import db
 from app.models import Heartbeat, Stage
-from scheduler_boot.keys import RQ_SCHEDULER_SET
+from cronwork.keys import RQ_SCHEDULER_SET
+from cronwork.serializer import JSONJob
 from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ def test_scheduler_and_worker_run_jobs_in_app_context(
     assert beat.job_id.startswith("cronwork-health_check-")
 
     # The job's return value proves it ran inside the Flask app context.
-    job = Job.fetch(beat.job_id, connection=redis)
+    job = JSONJob.fetch(beat.job_id, connection=redis)
     wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=10)
     assert job.return_value()["app_context"] == "app"
 

@@ -13,8 +13,8 @@ from redis import Redis
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from app.embedded_redis import find_redis_server, free_port
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
 from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.slow

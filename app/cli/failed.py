@@ -10,7 +10,7 @@ from flask.cli import AppGroup
 
 from app.extensions import get_redis
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 failed_cli = AppGroup("failed", help="Failed runs: list and requeue.")
 

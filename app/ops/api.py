@@ -21,7 +21,7 @@ from app.services.schedules import (
     ScheduleService,
     UnknownSchedule,
 )
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
 MAX_NEXT = 100

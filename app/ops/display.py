@@ -7,7 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.services.schedules import ScheduleView
-from scheduler_boot.timing import CronTrigger, IntervalTrigger, Trigger
+from cronwork.timing import CronTrigger, IntervalTrigger, Trigger
 
 _DAY_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
 _DAY_SHORT = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -19,7 +19,7 @@ from app.extensions import db, describe_redis, get_redis
 from app.ops import ops_blueprint
 from app.readiness import mask_url
 from app.services.heartbeat import heartbeat_age
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 
 @ops_blueprint.get("/healthz")

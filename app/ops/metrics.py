@@ -24,8 +24,8 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from app.extensions import get_redis
 from app.ops import ops_blueprint
 from app.ops.display import parse_time, start_latency
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.ledger import LEDGER_CAP, Ledger
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import LEDGER_CAP, Ledger
 
 log = logging.getLogger(__name__)
 

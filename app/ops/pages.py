@@ -15,7 +15,7 @@ from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_
 from app.ops.display import local_time, relative, short_duration, start_latency, trigger_words
 from app.services.failed import RequeueError, list_failed, requeue
 from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from sqlalchemy import ColumnElement, CursorResult, delete, select
 
 from app.extensions import db
 from app.models import Notification, Task, TaskStatus
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
 
 logger = logging.getLogger(__name__)
 

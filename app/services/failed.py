@@ -9,12 +9,11 @@ from typing import Any
 from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
-from rq.job import Job
-from rq.registry import FailedJobRegistry
 
-from jobs.outcomes import error_fields, schedule_of
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.runs import error_fields, schedule_of
+from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
 
 
 class RequeueError(LookupError):
@@ -40,9 +39,9 @@ class FailedRun:
 def list_failed(connection: Redis, schedule: str | None = None) -> list[FailedRun]:
     """Every failed job of every queue, newest first (optionally one schedule's)."""
     runs: list[FailedRun] = []
-    for queue in Queue.all(connection=connection):
-        registry = FailedJobRegistry(queue=queue)
-        for job in Job.fetch_many(registry.get_job_ids(), connection=connection):
+    for queue in Queue.all(connection=connection, job_class=JSONJob, serializer=JOB_SERIALIZER):
+        registry = queue.failed_job_registry
+        for job in JSONJob.fetch_many(registry.get_job_ids(), connection=connection):
             if job is None or (schedule and schedule_of(job) != schedule):
                 continue
             result = job.latest_result()
@@ -65,10 +64,10 @@ def list_failed(connection: Redis, schedule: str | None = None) -> list[FailedRu
 def requeue(connection: Redis, keys: Keys, job_id: str) -> FailedRun:
     """Put one failed job back on its queue; it keeps its args, meta and scheduled_for."""
     try:
-        job = Job.fetch(job_id, connection=connection)
+        job = JSONJob.fetch(job_id, connection=connection)
     except NoSuchJobError:
         raise RequeueError(f"no job {job_id!r}") from None
-    registry = FailedJobRegistry(job.origin, connection=connection)
+    registry = json_queue(job.origin, connection).failed_job_registry
     if job_id not in registry:
         raise RequeueError(f"job {job_id!r} is not in the failed registry of queue {job.origin!r}")
     run = next(r for r in list_failed(connection, schedule_of(job)) if r.job_id == job_id)

@@ -21,8 +21,8 @@ from app.models import NotificationKind
 from app.services import dedup
 from app.services.notifications import notify_admins
 from app.services.timewindows import Window
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import LEDGER_CAP, Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import LEDGER_CAP, Ledger
 
 logger = logging.getLogger(__name__)
 

@@ -17,16 +17,15 @@ from typing import Any, cast
 
 from flask import Flask, current_app
 from redis import Redis
-from rq import Queue
 
 from app.extensions import get_redis
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.ledger import Ledger
-from scheduler_boot.runs import build_run_job
-from scheduler_boot.scheduler import CLAIM_TTL
-from scheduler_boot.spec import ScheduleError, ScheduleSpec, load_schedule
-from scheduler_boot.sync import fired_oneoffs
-from scheduler_boot.timing import fire_times
+from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import Ledger
+from cronwork.runjob import build_run_job
+from cronwork.serializer import json_queue
+from cronwork.spec import ScheduleError, ScheduleSpec, load_schedule
+from cronwork.store import fired_oneoffs
+from cronwork.timing import fire_times
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +260,7 @@ class ScheduleService:
         job = build_run_job(self.connection, spec, tick, job_id, "manual")
         fields = {"state": "enqueued", "job_id": job_id, "enqueued_at": now.isoformat(), "trigger": "manual"}
         with self.connection.pipeline(transaction=True) as pipe:
-            Queue(spec.queue, connection=self.connection).enqueue_job(job, pipeline=pipe)
+            json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
             self.ledger.record(name, epoch, {**fields, "lag": 0}, pipe)
             pipe.execute()
         log.info("manual run schedule=%s job_id=%s", name, job_id)

@@ -13,7 +13,7 @@ from bench.chaos.phases import SETTLE_MAX, leftovers
 from bench.chaos.schedule import ABANDONED, FINAL, QUEUE
 from bench.chaos.ticks import TickAuditor
 from bench.chaos.timeline import Timeline, epoch, window_ticks
-from scheduler_boot.spec import Schedule
+from cronwork.spec import Schedule
 
 RACE_SLACK = 0.5  # s: a job the ledger says ended this close to a kill raced it
 REQUEUED_NEVER_STARTED = "its worker died before starting it"  # jobs.worker's log line

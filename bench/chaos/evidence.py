@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry, ScheduledJobRegi
 
 from bench.chaos.cluster import Cluster
 from bench.chaos.schedule import KEYS, QUEUE
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
 
 
 @dataclass

@@ -11,7 +11,7 @@ from rq.registry import StartedJobRegistry
 
 from bench.chaos.schedule import EXPECTED, KEYS, QUEUE
 from bench.chaos.timeline import parse_time
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
 
 
 @dataclass

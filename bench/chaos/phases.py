@@ -8,7 +8,6 @@ from dataclasses import dataclass
 
 from redis import Redis
 from redis.exceptions import RedisError
-from rq import Queue
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from app.embedded_redis import EmbeddedRedis
@@ -16,9 +15,10 @@ from bench.chaos.cluster import Cluster
 from bench.chaos.inflight import Kill
 from bench.chaos.schedule import FINAL, KEYS, QUEUE
 from bench.chaos.timeline import Timeline, window_ticks
-from scheduler_boot.keys import RQ_SCHEDULER_SET
-from scheduler_boot.ledger import Ledger
-from scheduler_boot.spec import Schedule
+from cronwork.keys import RQ_SCHEDULER_SET
+from cronwork.ledger import Ledger
+from cronwork.serializer import json_queue
+from cronwork.spec import Schedule
 
 DEFAULT_SECONDS = 300
 KILL_EVERY = (3.0, 6.0)  # seconds between two kills, uniform
@@ -111,7 +111,7 @@ def settle(cluster: Cluster, conn: Redis, schedule: Schedule, timeline: Timeline
 
 def leftovers(conn: Redis) -> dict[str, list[str]]:
     """What is still queued, started, scheduled for retry or locked (rule 7)."""
-    queue = Queue(QUEUE, connection=conn)
+    queue = json_queue(QUEUE, conn)
     return {
         "queued": queue.get_job_ids(),
         "intermediate": [i.decode() for i in conn.lrange(queue.intermediate_queue_key, 0, -1)],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 QUEUE = "default"
 KEYS = Keys("cronwork")

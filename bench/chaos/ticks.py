@@ -20,9 +20,9 @@ from bench.chaos.schedule import (
     STATES,
 )
 from bench.chaos.timeline import Timeline, epoch
+from cronwork.misfire import ON_TIME_TOLERANCE
+from cronwork.spec import Schedule
 from jobs.runtime import HARD_KILL_GRACE
-from scheduler_boot.misfire import ON_TIME_TOLERANCE
-from scheduler_boot.spec import Schedule
 
 MISS_SLACK = 2.0  # s before an outage a tick may already be unhandled (one pass + margin)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from scheduler_boot.spec import Schedule
+from cronwork.spec import Schedule
 
 
 @dataclass

@@ -16,9 +16,9 @@ from redis import Redis
 from sqlalchemy import event
 
 from app.extensions import db
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
-from scheduler_boot.spec import load_schedule
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.spec import load_schedule
 from scheduler_boot.sync import apply_plan
 
 TOKEN = "test-admin-token-4f1c9e"

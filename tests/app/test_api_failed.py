@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import Queue
 
+from cronwork.serializer import json_queue
 from tests.app.conftest import bearer
 from tests.conftest import Processes
 from tests.jobs.helpers import enqueue_run, record
@@ -42,7 +42,7 @@ def test_failed_list_and_requeue_one(client: FlaskClient, redis: Redis, processe
     response = client.post(f"/api/failed/{job_id}/requeue", headers=AUTH)
     assert response.status_code == 200
     assert response.get_json()["count"] == 1
-    assert job_id in Queue("default", connection=redis).job_ids
+    assert job_id in json_queue("default", redis).job_ids
     assert record(redis, "broken", job_id)["state"] == "enqueued"
 
     again = client.post(f"/api/failed/{job_id}/requeue", headers=AUTH)

@@ -12,12 +12,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 
 from app.services.schedules import MAX_REASON, NotRunnable, ScheduleService
-from scheduler_boot.keys import RQ_SCHEDULER_SET
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import RQ_SCHEDULER_SET
+from cronwork.ledger import Ledger
+from cronwork.serializer import JSONJob, json_queue
 from scheduler_boot.scheduler import CronworkScheduler
 from tests.app.conftest import KEYS, bearer, seed_ledger
 from tests.conftest import Processes, wait_until
@@ -133,8 +132,8 @@ def test_run_enqueues_a_manual_run_recorded_in_the_ledger(client: FlaskClient, r
     assert status == 202
     job_id, tick = body["job_id"], body["tick"]
     assert job_id == KEYS.run_id("hc", tick) and body["queue"] == "default"
-    assert job_id in Queue("default", connection=redis).job_ids
-    job = Job.fetch(job_id, connection=redis)
+    assert job_id in json_queue("default", redis).job_ids
+    job = JSONJob.fetch(job_id, connection=redis)
     assert job.meta["trigger"] == "manual" and job.meta["cronwork_schedule"] == "hc"
     assert job.meta["overlap"] == "skip"  # the worker applies the overlap policy to manual runs too
     record = Ledger(redis, KEYS).history("hc", 1)[0]
@@ -153,7 +152,7 @@ def test_run_refuses_disabled_schedules_and_a_second_run_in_the_same_second(
     service.run_now("nightly")
     with pytest.raises(NotRunnable, match="exists already"):
         service.run_now("nightly")
-    assert len(Queue("default", connection=redis)) == 1
+    assert len(json_queue("default", redis)) == 1
 
 
 @pytest.mark.parametrize(
@@ -186,7 +185,7 @@ def test_bad_json_on_run_and_resume_is_refused(client: FlaskClient, redis: Redis
         code, body = post(client, path, data="{", content_type="application/json")
         assert (code, body) == (400, {"error": "invalid JSON body"})
     assert post(client, "/api/schedules/hc/run", {"now": True}) == (400, {"error": "unknown field(s): now"})
-    assert len(Queue("default", connection=redis)) == 0
+    assert len(json_queue("default", redis)) == 0
 
 
 def test_pause_and_resume_round_trip(client: FlaskClient, redis: Redis) -> None:

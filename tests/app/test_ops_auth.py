@@ -10,9 +10,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import Queue
 from werkzeug.test import TestResponse
 
+from cronwork.serializer import json_queue
 from tests.app.conftest import PASSWORD, basic, bearer, csrf_from, log_in, seed_ledger
 
 
@@ -99,7 +99,7 @@ def expected(route: Route, variant: str) -> int:
 @pytest.fixture
 def queued(redis: Redis) -> str:
     """A job waiting on the default queue (rq-dashboard's compact fails on a queue never used)."""
-    return Queue("default", connection=redis).enqueue("jobs.diagnostics.count_users").id
+    return json_queue("default", redis).enqueue("jobs.diagnostics.count_users").id
 
 
 @pytest.mark.usefixtures("registered", "queued")

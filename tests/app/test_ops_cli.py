@@ -9,9 +9,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
 from redis import Redis
-from rq import Queue
 
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
+from cronwork.serializer import json_queue
 from tests.app.conftest import KEYS, bearer, seed_ledger
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -50,7 +50,7 @@ def test_next_prints_n_fire_times(runner: FlaskCliRunner) -> None:
 def test_run_pause_resume(runner: FlaskCliRunner, redis: Redis) -> None:
     ran = runner.invoke(args=["schedules", "run", "hc"])
     assert ran.exit_code == 0 and ran.output.startswith("enqueued cronwork-hc-")
-    assert len(Queue("default", connection=redis)) == 1
+    assert len(json_queue("default", redis)) == 1
     assert Ledger(redis, KEYS).history("hc", 1)[0]["trigger"] == "manual"
 
     assert runner.invoke(args=["schedules", "pause", "hc"]).exit_code != 0  # --reason is required

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.ops.display import local_time, relative, short_duration, trigger_words
-from scheduler_boot.timing import CronTrigger, IntervalTrigger, OneOffTrigger
+from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
+
+from cronwork.serializer import json_queue
 
 
 @pytest.mark.usefixtures("registered")
@@ -14,7 +16,7 @@ def test_workers_per_queue(client: FlaskClient, redis: Redis) -> None:
     assert workers == {"ok": False, "count": 0, "queues": {}, "unserved_queues": ["default"]}
 
     Worker(
-        [Queue("default", connection=redis), Queue("low", connection=redis)], connection=redis
+        [json_queue("default", redis), json_queue("low", redis)], connection=redis
     ).register_birth()
     response = client.get("/healthz")
     assert response.get_json()["checks"]["workers"] == {

@@ -12,12 +12,13 @@ from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
 from rq.registry import FailedJobRegistry
 
 from app import create_app
-from scheduler_boot.keys import RQ_SCHEDULER_SET
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import RQ_SCHEDULER_SET
+from cronwork.ledger import Ledger
+from cronwork.serializer import json_queue
 from tests.app.conftest import KEYS, seed_ledger
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -48,7 +49,7 @@ def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, re
     redis.set(KEYS.failure_streak("nightly"), 3)
     redis.hset(KEYS.paused, "nightly", '{"reason": "r", "since": "2030-01-01T00:00:00+00:00"}')
     redis.hset(KEYS.scheduler_heartbeat, "scheduler-1", time.time() - 5)
-    queue = Queue("default", connection=redis)
+    queue = json_queue("default", redis)
     queue.enqueue("jobs.diagnostics.count_users")
     failed_job = queue.enqueue("jobs.diagnostics.fail")
     queue.remove(failed_job)

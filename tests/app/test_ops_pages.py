@@ -9,7 +9,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from app.services.schedules import RECENT_RUNS
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
 from tests.app.conftest import KEYS, log_in, seed_ledger
 
 pytestmark = pytest.mark.usefixtures("registered")

@@ -16,8 +16,8 @@ from app.extensions import db
 from app.models import Notification, NotificationKind, User
 from app.services.reports import daily_report, p95, report_key
 from app.services.timewindows import previous_day
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import LEDGER_CAP, Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import LEDGER_CAP, Ledger
 
 pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask
 from redis import Redis
 
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan
 from tests.scheduler_boot.helpers import schedule_from

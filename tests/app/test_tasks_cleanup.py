@@ -12,8 +12,8 @@ from sqlalchemy import select
 from app.extensions import db
 from app.models import Notification, Task, TaskStatus, User
 from app.services.cleanup import cleanup_old_data, delete_in_batches
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
 
 pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
 

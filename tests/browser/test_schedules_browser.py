@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from redis import Redis
-from rq.job import Job
 
 from app.config import PROJECT_ROOT
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
+from cronwork.serializer import JSONJob
 from tests.app.conftest import KEYS, PASSWORD, USER, seed_ledger
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import enqueue_run
@@ -114,7 +114,7 @@ def test_rq_dashboard_requeue_all_works_through_its_own_js_with_the_csrf_token(
         redis, "broken", 'func = "jobs.diagnostics.fail"\ncron = "0 0 1 1 *"\ntimeout = "10s"'
     )
     processes.start("-m", "jobs.worker", "default", name="worker")
-    wait_until(lambda: Job.fetch(job_id, connection=redis).get_status() == "failed", timeout=30)
+    wait_until(lambda: JSONJob.fetch(job_id, connection=redis).get_status() == "failed", timeout=30)
 
     browser.get(f"{web_server}/rq/0/view/jobs/default/failed/8/asc/1")
     browser.find_element(By.NAME, "username").send_keys(USER)
@@ -125,5 +125,5 @@ def test_rq_dashboard_requeue_all_works_through_its_own_js_with_the_csrf_token(
     wait.until(expected_conditions.element_to_be_clickable((By.ID, "confirmation-modal-yes"))).click()
     wait.until(expected_conditions.invisibility_of_element_located((By.ID, "confirmation-modal")))
     # Requeued by the dashboard's POST (token in X-CSRFToken), then failed again by the worker.
-    wait_until(lambda: len(Job.fetch(job_id, connection=redis).results()) == 2, timeout=30)
+    wait_until(lambda: len(JSONJob.fetch(job_id, connection=redis).results()) == 2, timeout=30)
     screenshot(browser, "ops-rq-dashboard.png")

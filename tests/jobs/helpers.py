@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 
-from scheduler_boot.keys import Keys
-from scheduler_boot.ledger import Ledger
-from scheduler_boot.runs import build_run_job
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.runjob import build_run_job
+from cronwork.serializer import JSONJob, json_queue
 from tests.scheduler_boot.helpers import schedule_from
 
 KEYS = Keys()
@@ -27,7 +26,7 @@ def enqueue_run(redis: Redis, name: str, body: str, tick: datetime | None = None
     spec = schedule_from(text, tick - timedelta(days=1)).specs[name]
     job_id = KEYS.run_id(name, int(tick.timestamp()))
     job = build_run_job(redis, spec, tick, job_id, "test")
-    Queue(spec.queue, connection=redis).enqueue_job(job)
+    json_queue(spec.queue, redis).enqueue_job(job)
     return job_id
 
 
@@ -48,7 +47,7 @@ def rq_status_is(redis: Redis, job_id: str, status: str) -> bool:
     """RQ's own status of a run. The worker writes the ledger *before* rq commits the
     job's status (so a death in between never leaves `running` forever), so tests that
     read both must wait for this one too."""
-    return Job.fetch(job_id, connection=redis).get_status() == status
+    return JSONJob.fetch(job_id, connection=redis).get_status() == status
 
 
 def children(pid: int) -> list[int]:

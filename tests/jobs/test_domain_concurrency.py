@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask import Flask
 from redis import Redis
-from rq import Queue, Worker
+from rq import Worker
 from rq.job import Job
 from sqlalchemy import func, insert, select
 
@@ -24,6 +24,7 @@ from app.models import (
     TaskStatus,
     User,
 )
+from cronwork.serializer import json_queue
 from tests.conftest import Processes, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.both_databases]
@@ -77,7 +78,7 @@ def test_two_workers_run_warnings_and_shipments_at_the_same_time(
     ]
     # Both workers idle and listening before anything is queued: they dequeue in the same instant.
     wait_until(lambda: Worker.count(connection=redis) == 2, timeout=30)
-    queue = Queue("default", connection=redis)
+    queue = json_queue("default", redis)
     jobs = [
         queue.enqueue(f"jobs.{path}", job_timeout=120)
         for path in (

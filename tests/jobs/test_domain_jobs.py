@@ -12,9 +12,9 @@ from redis import Redis
 
 from app.extensions import db
 from app.models import Rental, RentalStatus, Room, SensorReading, Task, TaskStatus, User
+from cronwork.keys import Keys
 from jobs import environment, reports, shipments, tasks
 from jobs.runtime import is_allowed
-from scheduler_boot.keys import Keys
 
 ENTRY_POINTS = [
     "jobs.tasks.reset_periodic_tasks",

@@ -14,14 +14,13 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 from rq.registry import FailedJobRegistry
 from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification, User
-from scheduler_boot.ledger import Ledger
+from cronwork.ledger import Ledger
+from cronwork.serializer import JSONJob, json_queue
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import KEYS, children, enqueue_run, kill9, record, rq_status_is, state_is
 
@@ -38,7 +37,7 @@ def test_function_outside_jobs_package_is_refused_without_running(
     redis: Redis, processes: Processes, tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    job = Queue("default", connection=redis).enqueue("os.system", f"touch {marker}")
+    job = json_queue("default", redis).enqueue("os.system", f"touch {marker}")
     proc = worker(processes, "worker", "--burst")
     assert proc.wait(60) == 0
     job.refresh()
@@ -133,7 +132,7 @@ def test_killed_worker_job_is_abandoned_then_requeued_with_its_tick(
     )
     wait_until(lambda: state_is(redis, "victim", job_id, "succeeded"), timeout=30)
     wait_until(lambda: rq_status_is(redis, job_id, "finished"), timeout=10)
-    job = Job.fetch(job_id, connection=redis)
+    job = JSONJob.fetch(job_id, connection=redis)
     assert job.kwargs["scheduled_for"] == job.meta["scheduled_for"]
 
 
@@ -142,7 +141,7 @@ def test_run_dequeued_by_a_worker_that_died_before_starting_it_is_requeued_and_r
 ) -> None:
     """rq fails such a run as "stuck in intermediate queue"; nothing of it ran, so ours requeues it."""
     job_id = enqueue_run(redis, "orphan", SLEEP.format(timeout="30s", seconds=0))
-    queue = Queue("default", connection=redis)
+    queue = json_queue("default", redis)
     # What a worker SIGKILLed right after its dequeue leaves behind: the job moved (LMOVE)
     # to the intermediate list, not started, and rq's cleanup first saw it there 2 minutes ago.
     assert redis.lmove(queue.key, queue.intermediate_queue_key) == job_id.encode()
@@ -162,7 +161,7 @@ def test_stale_intermediate_entry_of_a_run_that_finished_does_not_fail_it(
     """A dequeue cut short by a Redis outage can leave the id behind after the run (retried)
     succeeded; rq's cleanup would then fail the finished run as stuck (seen in bench/chaos)."""
     job_id = enqueue_run(redis, "done", SLEEP.format(timeout="30s", seconds=0))
-    queue = Queue("default", connection=redis)
+    queue = json_queue("default", redis)
     worker(processes)
     wait_until(lambda: rq_status_is(redis, job_id, "finished"), timeout=30)
     redis.lpush(queue.intermediate_queue_key, job_id)
@@ -187,7 +186,7 @@ def test_failed_cli_lists_and_requeues(app: Flask, redis: Redis, processes: Proc
 
     out = runner.invoke(args=["failed", "requeue", "--all", "--schedule", "broken"])
     assert out.exit_code == 0 and f"requeued {job_id}" in out.output
-    assert job_id in Queue("default", connection=redis).job_ids
+    assert job_id in json_queue("default", redis).job_ids
     assert record(redis, "broken", job_id)["state"] == "enqueued"
     bad = runner.invoke(args=["failed", "requeue", "nope"])
     assert bad.exit_code != 0 and "no job 'nope'" in bad.output

@@ -6,7 +6,7 @@ import tomllib
 from datetime import datetime
 from pathlib import Path
 
-from scheduler_boot.spec import Schedule, parse_schedule
+from cronwork.spec import Schedule, parse_schedule
 
 
 def schedule_from(text: str, now: datetime) -> Schedule:

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue
 
 from app.config import PROJECT_ROOT
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
+from cronwork.serializer import json_queue
 from tests.conftest import Processes, wait_until
 
 KEYS = Keys()
@@ -87,13 +87,13 @@ def test_restart_after_a_one_off_fired_is_not_a_broken_file(
     loop.send_signal(signal.SIGTERM)
     assert loop.wait(30) == 0
     assert int(redis.hget(KEYS.oneoffs_fired, "backfill")) == int(at.timestamp())
-    assert Queue("default", connection=redis).job_ids == [KEYS.run_id("backfill", int(at.timestamp()))]
+    assert json_queue("default", redis).job_ids == [KEYS.run_id("backfill", int(at.timestamp()))]
 
     restart = run("--sync-only", "--file", str(path), env=process_env)
     assert restart.returncode == 0, restart.stderr
     again = run("--sync-only", "--file", str(path), env=process_env)
     assert again.returncode == 0 and "no changes" in again.stdout, again.stdout + again.stderr
-    assert len(Queue("default", connection=redis).job_ids) == 1  # done, never re-run
+    assert len(json_queue("default", redis).job_ids) == 1  # done, never re-run
     # Offline, --check cannot know it ran: it still says so, and how to clean up.
     check = run("--check", "--file", str(path), env=process_env)
     assert check.returncode == 2 and "is in the past; remove it or set enabled = false" in check.stderr

@@ -13,7 +13,7 @@ import pytest
 from redis import Redis
 
 from app.embedded_redis import EmbeddedRedis
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.slow

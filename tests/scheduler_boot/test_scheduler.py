@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from rq import Queue
-from rq.job import Job
 from rq_scheduler import Scheduler
 
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import Ledger
+from cronwork.serializer import JSONJob, json_queue
+from cronwork.spec import ScheduleError, parse_schedule
+from cronwork.store import fired_oneoffs
 from jobs.system import health_check
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
-from scheduler_boot.ledger import Ledger
 from scheduler_boot.scheduler import CronworkScheduler
-from scheduler_boot.spec import ScheduleError, parse_schedule
-from scheduler_boot.sync import apply_plan, fired_oneoffs
+from scheduler_boot.sync import apply_plan
 from tests.scheduler_boot.helpers import schedule_from
 
 KEYS = Keys()
@@ -58,8 +58,8 @@ def test_due_tick_enqueues_one_fresh_run_and_reschedules_from_the_tick(redis: Re
         f"cronwork-minutely-{int((T0 + timedelta(minutes=1)).timestamp())}"
     ]
 
-    job_id = Queue("default", connection=redis).job_ids[0]
-    job = Job.fetch(job_id, connection=redis)
+    job_id = json_queue("default", redis).job_ids[0]
+    job = JSONJob.fetch(job_id, connection=redis)
     tick = T0 + timedelta(minutes=1)
     assert job.meta["scheduled_for"] == tick.isoformat()
     assert job.kwargs == {"scheduled_for": tick.isoformat()}  # health_check accepts it
@@ -81,7 +81,7 @@ def test_two_schedulers_on_the_same_tick_enqueue_once(redis: Redis, redis_url: s
     redis.zadd(RQ_SCHEDULER_SET, {"cronwork-minutely": (T0 + timedelta(minutes=1)).timestamp()})
     second = other.enqueue_jobs()
     assert len(first) == 1 and second == []
-    assert Queue("default", connection=redis).count == 1
+    assert json_queue("default", redis).count == 1
 
 
 def test_template_never_moves_backwards(redis: Redis) -> None:
@@ -107,7 +107,7 @@ def test_missed_ticks_run_latest_within_grace_and_record_the_rest(redis: Redis) 
     assert sorted(t for t, s in states.items() if s == "missed") == [
         int((T0 + timedelta(minutes=m)).timestamp()) for m in range(1, 5)
     ]
-    assert Queue("default", connection=redis).count == 1  # never a burst
+    assert json_queue("default", redis).count == 1  # never a burst
 
 
 def test_missed_tick_beyond_grace_is_recorded_not_run(redis: Redis) -> None:
@@ -133,15 +133,15 @@ def test_paused_schedule_records_its_ticks_and_runs_nothing(redis: Redis) -> Non
     clock.now = T0 + timedelta(minutes=1, seconds=1)
     assert scheduler(redis, clock).enqueue_jobs() == []
     assert Ledger(redis, KEYS).history("minutely")[0]["state"] == "paused"
-    assert Queue("default", connection=redis).count == 0
+    assert json_queue("default", redis).count == 0
 
 
 def test_foreign_one_off_jobs_still_go_through_rq_scheduler(redis: Redis) -> None:
     clock = setup(redis)
-    foreign = Scheduler(connection=redis).enqueue_at(T0.replace(tzinfo=None), health_check)
+    foreign = Scheduler(connection=redis, job_class=JSONJob).enqueue_at(T0.replace(tzinfo=None), health_check)
     clock.now = T0 + timedelta(seconds=1)
     scheduler(redis, clock).enqueue_jobs()
-    assert foreign.id in Queue("default", connection=redis).job_ids
+    assert foreign.id in json_queue("default", redis).job_ids
     assert redis.zscore(RQ_SCHEDULER_SET, foreign.id) is None
 
 

@@ -13,8 +13,8 @@ from redis import Redis
 from rq_scheduler import Scheduler
 
 from app.config import PROJECT_ROOT
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from jobs.system import health_check
-from scheduler_boot.keys import RQ_SCHEDULER_SET, Keys
 from scheduler_boot.sync import apply_plan, compute_plan
 from tests.scheduler_boot.helpers import schedule_from
 

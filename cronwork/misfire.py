@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from scheduler_boot.spec import ScheduleSpec
+from cronwork.spec import ScheduleSpec
 
 # A tick at most this many seconds late is still run (caught up), not a misfire: it covers a
 # slow pass, a short Redis blip or a standby scheduler taking over after the active one died.

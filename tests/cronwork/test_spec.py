@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.config import DEFAULT_SCHEDULE_FILE
-from scheduler_boot.spec import ScheduleError, ScheduleSpec, load_schedule
+from cronwork.spec import ScheduleError, ScheduleSpec, load_schedule
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 

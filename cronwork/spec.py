@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from scheduler_boot.timing import (
+from cronwork.timing import (
     CronTrigger,
     IntervalTrigger,
     OneOffTrigger,

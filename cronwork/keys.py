@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 # rq-scheduler's sorted set of scheduled jobs (score = next fire time, epoch seconds).
 RQ_SCHEDULER_SET = "rq:scheduler:scheduled_jobs"
+# Seconds an occurrence claim lives: well above any misfire grace.
+CLAIM_TTL = 2 * 24 * 3600
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from redis import Redis
 from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
-from scheduler_boot.keys import Keys
+from cronwork.keys import Keys
 
 LEDGER_CAP = 500  # ticks kept per schedule
 LEDGER_TTL = 30 * 24 * 3600  # seconds a record lives without being touched

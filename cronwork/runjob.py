@@ -12,7 +12,8 @@ from rq import Retry
 from rq.job import Job
 from rq.utils import import_attribute
 
-from scheduler_boot.spec import ScheduleSpec
+from cronwork.serializer import JSONJob
+from cronwork.spec import ScheduleSpec
 
 RUN_RESULT_TTL = 7 * 24 * 3600
 RUN_FAILURE_TTL = 30 * 24 * 3600
@@ -32,7 +33,7 @@ def build_run_job(
     tick: datetime,
     job_id: str,
     trigger: str,
-    job_class: type[Job] = Job,
+    job_class: type[Job] = JSONJob,
 ) -> Job:
     """A fresh RQ job for one occurrence, carrying the schedule's run options.
 

@@ -1,4 +1,4 @@
-"""Tests for scheduler_boot.timing: cron on the local wall clock, DST, intervals, one-offs."""
+"""Tests for cronwork.timing: cron on the local wall clock, DST, intervals, one-offs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from croniter import croniter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler_boot.timing import (
+from cronwork.timing import (
     CronTrigger,
     IntervalTrigger,
     OneOffTrigger,
