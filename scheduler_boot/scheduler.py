@@ -30,7 +30,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
+from rq_scheduler.utils import get_next_scheduled_time
 
+from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.misfire import Decision, decide
@@ -110,13 +112,68 @@ class CronworkScheduler(Scheduler):
         return enqueued
 
     def _enqueue_foreign(self, job_id: str) -> None:
-        """A scheduled job that is not ours: rq-scheduler's own behaviour."""
+        """A scheduled job that is not ours: rq-scheduler's own behaviour, for a strict JSON job.
+
+        One that does not decode (an old pickle, garbage, a meta that is not a JSON object) or
+        whose rq-scheduler fields would make `enqueue_job` raise is never enqueued, unpickled or
+        deleted: it is parked (`_park_foreign`). Before this, a meta that was not a dict made
+        `enqueue_job` raise AttributeError and the scheduler exit at every start.
+        """
         try:
-            job = self.job_class.fetch(job_id, connection=self.connection)
+            job = fetch_checked(self.connection, job_id)
+            meta = job.meta
+            if meta.get("queue_class_name"):
+                # rq-scheduler's get_queue_for_job imports that dotted name: a module import
+                # chosen by whoever can write to Redis. Cronwork only enqueues to JSON queues.
+                raise UndecodableJob(job_id, "meta.queue_class_name is set (a class named by Redis data)")
+            if not job.origin:
+                raise UndecodableJob(job_id, "no origin queue")
+            # What rq-scheduler's enqueue_job parses after it has already enqueued the job.
+            int(meta.get("repeat") or 0)
+            int(meta.get("interval") or 0)
+            if meta.get("cron_string"):
+                get_next_scheduled_time(meta["cron_string"], meta.get("use_local_timezone"))
         except NoSuchJobError:
             self.cancel(job_id)
             return
+        except UndecodableJob as exc:
+            self._park_foreign(job_id, str(exc))
+            return
+        except DECODE_ERRORS as exc:
+            self._park_foreign(job_id, f"bad rq-scheduler meta ({type(exc).__name__}: {exc})"[:240])
+            return
         self.enqueue_job(job)
+
+    def _park_foreign(self, job_id: str, reason: str, park_for: float = 3600.0) -> None:
+        """Keep a foreign job we will not enqueue in rq-scheduler's set, due `park_for` s later.
+
+        Left due, it would be fetched at every pass and, as the earliest score, make
+        `seconds_until_next_due` sleep MIN_SLEEP: a busy loop. Remembering its id in memory
+        would still leave it due (same spin) and log it again in every replica and after every
+        restart. Moving its score leaves the job hash untouched for an operator (the warning
+        says why and when it was due), costs one write per job and hour, logs it once an hour
+        at most across all replicas, and an app that schedules the id again simply replaces it.
+        """
+        now = self.clock()
+        with self.connection.pipeline(transaction=True) as pipe:
+            try:
+                # WATCH: if the app re-schedules or rewrites the job meanwhile, its write wins.
+                pipe.watch(RQ_SCHEDULER_SET, self.job_class.key_for(job_id))
+                due = pipe.zscore(RQ_SCHEDULER_SET, job_id)
+                if due is None or due > now:
+                    return
+                pipe.multi()
+                pipe.zadd(RQ_SCHEDULER_SET, {job_id: now + park_for}, xx=True)
+                pipe.execute()
+            except WatchError:
+                return  # changed meanwhile: the next pass looks at it again
+        log.warning(
+            "foreign scheduled job_id=%s due=%s not enqueued, looked at again in %.0fs: %s",
+            job_id,
+            datetime.fromtimestamp(due, UTC).isoformat(),
+            park_for,
+            reason,
+        )
 
     def _load_specs(self) -> dict[str, ScheduleSpec]:
         """The registered specs (as written by the last sync), parsed once per definition hash."""

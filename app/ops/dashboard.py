@@ -5,20 +5,46 @@ its "requeue all" is a GET (`/requeue/<queue>`), so a link or an <img> on any si
 trigger it: GET is refused there. Its POST actions (requeue, delete, empty, compact) need the
 session's CSRF token, which its own JS sends as X-CSRFToken when a `_csrf_token` cookie exists
 (dashboard.js) — we set that cookie on its pages. It is never served in debug mode.
+
+It never unpickles: rq-dashboard's `config.serializer` (what its own CLI sets for
+RQ_DASHBOARD_JSON_SERIALIZER) is Cronwork's JSON one, and the views of rq_dashboard/web.py that
+ignore it (`Job.fetch` with no serializer in job_view and delete_job_view, `requeue_job` in both
+requeues, `Worker.all(...).get_current_job()` in list_workers, empty_queue through
+delete_job_view) are replaced by the versions below, which read jobs through cronwork.jobdata.
+A job that does not decode is shown as "undecodable job data", can be deleted, is never requeued.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
+from functools import wraps
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import rq_dashboard
-from flask import Flask, Response, current_app, request
+import rq_dashboard.web as rq_web
+from flask import Flask, Response, current_app, jsonify, make_response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from redis import Redis
+from rq import Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.results import Result
+from rq.worker import BaseWorker
 
 from app.extensions import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT, parse_sentinels, redis_from_config
 from app.ops.auth import basic_ok, csrf_token, error, session_ok
+from cronwork.jobdata import (
+    DECODE_ERRORS,
+    UNDECODABLE,
+    UndecodableJob,
+    fetch_checked,
+    fetch_many_checked,
+)
+from cronwork.keys import job_key
+from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
+
+log = logging.getLogger(__name__)
 
 URL_PREFIX = "/rq"
 CSRF_COOKIE = "_csrf_token"  # the name rq-dashboard's dashboard.js reads
@@ -53,7 +79,10 @@ def mount_dashboard(app: Flask) -> None:
     # What rq_dashboard.web.setup_rq_connection would set (used by its routes without an
     # instance number); lazy, like every client here. Flask declares no such attribute: ignore.
     app.redis_conn = redis_from_config(app.config)  # type: ignore[attr-defined]
+    # Process-wide, like rq-dashboard's own CLI does it (rq_dashboard/app.py).
+    rq_web.config.serializer = JOB_SERIALIZER
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
+    replace_unsafe_views(app)
     app.before_request(dashboard_guard)
     app.after_request(csrf_cookie)
 
@@ -84,3 +113,184 @@ def csrf_cookie(response: Response) -> Response:
         )
         response.headers.setdefault("X-Frame-Options", "DENY")
     return response
+
+
+# -- rq-dashboard's views that would unpickle, or fail on a job that does not decode --------------
+
+REGISTRIES = ("failed", "deferred", "started", "finished", "scheduled", "canceled")
+
+
+def _conn() -> Redis:
+    return current_app.redis_conn  # type: ignore[attr-defined]
+
+
+def delete_any(connection: Redis, job_id: str) -> bool:
+    """Delete a job, decodable or not; False when there is no such job."""
+    try:
+        fetch_checked(connection, job_id).delete()
+        return True
+    except NoSuchJobError:
+        return False
+    except UndecodableJob:
+        pass
+    # rq's Job.delete needs a decoded job: remove what it would, from the raw origin.
+    raw = connection.hget(job_key(job_id), "origin")
+    origin = raw.decode(errors="replace") if isinstance(raw, bytes) else ""
+    queue = json_queue(origin, connection)
+    with connection.pipeline() as pipe:
+        pipe.lrem(queue.key, 0, job_id)
+        for name in REGISTRIES:
+            pipe.zrem(getattr(queue, f"{name}_job_registry").key, job_id)
+        pipe.delete(job_key(job_id), Result.get_key(job_id))
+        pipe.execute()
+    log.warning("deleted undecodable job_id=%s origin=%s from rq-dashboard", job_id, origin)
+    return True
+
+
+def job_view(instance_number: int, job_id: str) -> ResponseReturnValue:
+    """The job page (its data comes from job_info); only checks the job exists, decodes nothing."""
+    if not _conn().exists(job_key(job_id)):
+        return error(404, f"no job {job_id!r}")
+    response = make_response(
+        render_template(
+            "rq_dashboard/job.html",
+            current_instance=instance_number,
+            instance_list=rq_web.escape_format_instance_list(current_app.config.get("RQ_DASHBOARD_REDIS_URL")),
+            id=job_id,
+            rq_url_prefix=url_for(".queues_overview"),
+            rq_dashboard_version=rq_web.rq_dashboard_version,
+            rq_version=rq_web.rq_version,
+            deprecation_options_usage=current_app.config.get("DEPRECATED_OPTIONS", False),
+            enable_delete=not current_app.config.get("RQ_DASHBOARD_DISABLE_DELETE"),
+        )
+    )
+    response.headers.set("Cache-Control", "no-store")
+    return response
+
+
+@rq_web.check_delete_enable
+@rq_web.jsonify
+def delete_job_view(job_id: str) -> dict[str, Any]:
+    return {"status": "OK" if delete_any(_conn(), job_id) else "ERROR"}
+
+
+@rq_web.jsonify
+def requeue_job_view(job_id: str) -> dict[str, Any]:
+    try:
+        fetch_checked(_conn(), job_id).requeue()
+    except (NoSuchJobError, InvalidJobOperation, UndecodableJob) as exc:
+        return {"status": "ERROR", "error": str(exc)}
+    return {"status": "OK"}
+
+
+@rq_web.jsonify
+def requeue_all(queue_name: str) -> dict[str, Any]:
+    """Requeue every decodable failed job of a queue; undecodable ones stay, listed by id."""
+    connection = _conn()
+    job_ids = json_queue(queue_name, connection).failed_job_registry.get_job_ids(cleanup=False)
+    count, undecodable = 0, []
+    for job_id, job in zip(job_ids, fetch_many_checked(connection, job_ids), strict=True):
+        if isinstance(job, UndecodableJob):
+            undecodable.append(job_id)
+        elif job is not None:
+            try:
+                job.requeue()
+                count += 1
+            except InvalidJobOperation:  # requeued or deleted meanwhile
+                pass
+    return {"status": "OK", "count": count, "undecodable": undecodable}
+
+
+@rq_web.check_delete_enable
+@rq_web.jsonify
+def empty_queue(queue_name: str, registry_name: str) -> dict[str, Any]:
+    connection = _conn()
+    queue = json_queue(queue_name, connection)
+    if registry_name == "queued":
+        queue.empty()  # a Lua script: deletes by id, decodes nothing
+    elif registry_name in REGISTRIES:
+        registry = getattr(queue, f"{registry_name}_job_registry")
+        for job_id in registry.get_job_ids(cleanup=False):
+            if not delete_any(connection, job_id):
+                registry.remove(job_id)
+    return {"status": "OK"}
+
+
+def _current_job(connection: Redis, worker: BaseWorker) -> str | dict[str, Any]:
+    job_id = worker.get_current_job_id()
+    if job_id is None:
+        return "idle"
+    try:
+        return rq_web.serialize_current_job(fetch_checked(connection, job_id))
+    except NoSuchJobError:
+        return {"job_id": job_id, "description": "(gone)", "created_at": None, "call_string": ""}
+    except UndecodableJob as exc:
+        return {"job_id": job_id, "description": str(exc), "created_at": None, "call_string": UNDECODABLE}
+
+
+@rq_web.jsonify
+def list_workers(instance_number: int) -> dict[str, Any]:
+    connection = _conn()
+    rows = [
+        {
+            "name": worker.name,
+            "pid": worker.pid,
+            "queues": [q.name for q in worker.queues],
+            "state": str(worker.get_state()),
+            "current_job": _current_job(connection, worker),
+            "last_heartbeat": worker.last_heartbeat,
+            "birth_date": worker.birth_date,
+            "successful_job_count": worker.successful_job_count,
+            "failed_job_count": worker.failed_job_count,
+            "total_working_time": worker.total_working_time,
+            "version": getattr(worker, "version", ""),
+            "python_version": getattr(worker, "python_version", ""),
+        }
+        for worker in Worker.all(connection=connection, job_class=JSONJob, serializer=JOB_SERIALIZER)
+    ]
+    return {"workers": sorted(rows, key=lambda w: (w["state"], w["queues"], w["name"]))}
+
+
+def undecodable_as_json(view: Callable[..., Any]) -> Callable[..., ResponseReturnValue]:
+    """rq-dashboard's own view (JSON already), with a job that does not decode answered as such."""
+
+    @wraps(view)
+    def wrapped(**kwargs: Any) -> ResponseReturnValue:
+        headers = {"Cache-Control": "no-store"}
+        job_id = kwargs.get("job_id")
+        try:
+            if job_id is not None:
+                fetch_checked(_conn(), job_id)  # the same verdict as every other reader
+            return view(**kwargs)
+        except NoSuchJobError:
+            return jsonify({"error": f"no job {job_id!r}"}), 404, headers
+        except UndecodableJob as exc:
+            body = {"id": job_id, "status": "undecodable", "description": str(exc), "exc_info": str(exc)}
+            return jsonify(body), 200, headers
+        except DECODE_ERRORS as exc:  # a job of the list, or a result stream, rq cannot read
+            log.warning("rq-dashboard path=%s: %s", request.path, UNDECODABLE, exc_info=True)
+            return jsonify({"error": f"{UNDECODABLE} ({type(exc).__name__})"}), 422, headers
+
+    return wrapped
+
+
+# endpoint → replacement (a view function) or None: rq-dashboard's own, wrapped.
+REPLACED_VIEWS: dict[str, Callable[..., Any] | None] = {
+    "job_view": job_view,
+    "delete_job_view": delete_job_view,
+    "requeue_job_view": requeue_job_view,
+    "requeue_all": requeue_all,
+    "empty_queue": empty_queue,
+    "list_workers": list_workers,
+    "job_info": None,
+    "list_jobs": None,
+}
+
+
+def replace_unsafe_views(app: Flask) -> None:
+    """Swap rq-dashboard's views that fetch jobs its own way; fail loudly if one was renamed."""
+    for endpoint, replacement in REPLACED_VIEWS.items():
+        name = f"{BLUEPRINT}.{endpoint}"
+        if name not in app.view_functions:
+            raise RuntimeError(f"rq-dashboard has no view {name!r} any more: review app/ops/dashboard.py")
+        app.view_functions[name] = replacement or undecodable_as_json(app.view_functions[name])

@@ -10,6 +10,7 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
+from cronwork.jobdata import UndecodableJob, fetch_many_checked, latest_result_checked
 from cronwork.keys import Keys
 from cronwork.ledger import Ledger
 from cronwork.runs import error_fields, schedule_of
@@ -37,14 +38,26 @@ class FailedRun:
 
 
 def list_failed(connection: Redis, schedule: str | None = None) -> list[FailedRun]:
-    """Every failed job of every queue, newest first (optionally one schedule's)."""
+    """Every failed job of every queue, newest first (optionally one schedule's).
+
+    A job that is not strict JSON (an old pickled one, or anything written to Redis by someone
+    else) is listed as error_type "UndecodableJob", "undecodable job data: <why>", never decoded
+    further: it belongs to no schedule, so only the unfiltered list shows it.
+    """
     runs: list[FailedRun] = []
     for queue in Queue.all(connection=connection, job_class=JSONJob, serializer=JOB_SERIALIZER):
-        registry = queue.failed_job_registry
-        for job in JSONJob.fetch_many(registry.get_job_ids(), connection=connection):
-            if job is None or (schedule and schedule_of(job) != schedule):
+        job_ids = queue.failed_job_registry.get_job_ids()
+        for job_id, job in zip(job_ids, fetch_many_checked(connection, job_ids), strict=True):
+            try:
+                if isinstance(job, UndecodableJob):
+                    raise job
+                if job is None or (schedule and schedule_of(job) != schedule):
+                    continue
+                result = latest_result_checked(job)
+            except UndecodableJob as exc:
+                if schedule is None:
+                    runs.append(FailedRun(job_id, queue.name, None, None, None, "UndecodableJob", str(exc)))
                 continue
-            result = job.latest_result()
             errors = error_fields(result.exc_string or "" if result else "")
             ended = job.ended_at.replace(tzinfo=UTC).isoformat() if job.ended_at else None
             runs.append(
