@@ -7,7 +7,7 @@ from typing import Any
 from flask import Flask
 
 from app.config import PROJECT_ROOT, settings_from_env
-from app.extensions import db, migrate
+from app.extensions import cronwork, db, migrate
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -19,6 +19,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
 
     db.init_app(app)
+    cronwork.init_app(app)  # validates the Cronwork settings; connects on first use only
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
 
     from app import models  # noqa: F401  (registers the tables on db.metadata)

@@ -1,82 +1,117 @@
-"""Shared extension objects: the SQLAlchemy handle and the Redis connection factory."""
+"""Shared extension objects: SQLAlchemy, Alembic and `cronwork` (Redis, keys, settings)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Flask, current_app
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from redis import Redis
-from redis.sentinel import Sentinel
 
 from app.models.base import Base
+from cronwork.connection import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT, make_redis, redis_from_settings
+from cronwork.connection import describe_redis as describe_settings
+from cronwork.keys import Keys
+from cronwork.settings import CronworkSettings, parse_sentinels
+
+__all__ = [
+    "REDIS_CONNECT_TIMEOUT",
+    "REDIS_SOCKET_TIMEOUT",
+    "Cronwork",
+    "CronworkState",
+    "cronwork",
+    "db",
+    "describe_redis",
+    "get_redis",
+    "make_redis",
+    "migrate",
+    "parse_sentinels",
+    "redis_from_config",
+]
 
 db = SQLAlchemy(model_class=Base)
 # Alembic owns the schema (`flask --app app db upgrade`); batch mode lets SQLite ALTER tables.
 migrate = Migrate(render_as_batch=True, compare_type=True)
 
-# Short socket timeouts: a Redis that is not there must fail fast, never hang.
-REDIS_SOCKET_TIMEOUT = 5.0
-REDIS_CONNECT_TIMEOUT = 2.0
+EXTENSION = "cronwork"
+# Where jobs/worker.py still hands its own client to the app (build_worker); honoured until it
+# calls `cronwork.use_connection(app, connection)` instead.
+LEGACY_CONNECTION = "cronwork_redis"
 
 
-def make_redis(url: str) -> Redis:
-    """A Redis client for `url`; connects lazily on first command."""
-    return Redis.from_url(
-        url,
-        socket_timeout=REDIS_SOCKET_TIMEOUT,
-        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
-        health_check_interval=30,
-    )
+class CronworkState:
+    """Cronwork bound to one app: its settings, its keys and its Redis client (made lazily)."""
+
+    def __init__(self, settings: CronworkSettings) -> None:
+        self.settings = settings
+        self.keys = Keys(settings.prefix)
+        self._connection: Redis | None = None
+
+    @property
+    def connection(self) -> Redis:
+        """The app's Redis client, created on first use (no I/O before a command)."""
+        if self._connection is None:
+            self._connection = redis_from_settings(self.settings)
+        return self._connection
 
 
-def parse_sentinels(text: str) -> list[tuple[str, int]]:
-    """`host:port,host:port` → [(host, port), ...]."""
-    nodes = []
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        host, _, port = item.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"REDIS_SENTINELS: {item!r} is not host:port")
-        nodes.append((host, int(port)))
-    return nodes
+class Cronwork:
+    """The flask-rq pattern: `cronwork = Cronwork()`, then `cronwork.init_app(app)` in the factory.
+
+    Settings are read and validated once, in init_app (a bad one fails naming its variable);
+    nothing connects until the first Redis command.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Bind to `app`: settings from its config, keys from the prefix. No I/O."""
+        app.extensions[EXTENSION] = CronworkState(CronworkSettings.from_mapping(app.config))
+
+    def state(self, app: Flask | None = None) -> CronworkState:
+        """The state bound to `app` (default: the current app)."""
+        # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        try:
+            state: CronworkState = app.extensions[EXTENSION]
+        except KeyError:
+            raise RuntimeError("Cronwork is not set up on this app: call cronwork.init_app(app)") from None
+        return state
+
+    def redis(self, app: Flask | None = None) -> Redis:
+        """The app's Redis client."""
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        shared = app.extensions.get(LEGACY_CONNECTION)
+        return shared if shared is not None else self.state(app).connection
+
+    def use_connection(self, app: Flask, connection: Redis) -> None:
+        """Make `connection` the app's client (a worker shares one client with rq)."""
+        self.state(app)._connection = connection
+
+    def keys(self, app: Flask | None = None) -> Keys:
+        return self.state(app).keys
+
+    def settings(self, app: Flask | None = None) -> CronworkSettings:
+        return self.state(app).settings
+
+
+cronwork = Cronwork()
+
+
+def get_redis(app: Flask | None = None) -> Redis:
+    """Thin alias of `cronwork.redis(app)`, kept for modules not yet moved to `cronwork`."""
+    return cronwork.redis(app)
 
 
 def redis_from_config(config: Mapping[str, Any]) -> Redis:
-    """The Redis client the settings ask for: through Sentinel when REDIS_SENTINELS is set
-    (password and db still come from REDIS_URL), else straight from REDIS_URL."""
-    sentinels = config.get("REDIS_SENTINELS") or ""
-    if not sentinels:
-        return make_redis(config["REDIS_URL"])
-    parts = urlsplit(config["REDIS_URL"])
-    db_index = int(parts.path.lstrip("/") or 0)
-    timeouts = {"socket_timeout": REDIS_SOCKET_TIMEOUT, "socket_connect_timeout": REDIS_CONNECT_TIMEOUT}
-    sentinel = Sentinel(parse_sentinels(sentinels), **timeouts)
-    # A client that asks the sentinels for the current master on every (re)connection, so a
-    # failover is a reconnect, not an outage.
-    return sentinel.master_for(
-        config.get("REDIS_SENTINEL_MASTER") or "mymaster", password=parts.password, db=db_index, **timeouts
-    )
+    """A new client for a Flask config mapping (app.ops.dashboard); prefer `cronwork.redis`."""
+    return redis_from_settings(CronworkSettings.from_mapping(config))
 
 
 def describe_redis(config: Mapping[str, Any]) -> str:
     """Where Redis is, for messages (password masked)."""
-    from app.readiness import mask_url
-
-    if config.get("REDIS_SENTINELS"):
-        master = config.get("REDIS_SENTINEL_MASTER") or "mymaster"
-        return f"sentinel master {master!r} via {config['REDIS_SENTINELS']}"
-    return mask_url(config["REDIS_URL"])
-
-
-def get_redis(app: Flask | None = None) -> Redis:
-    """The app's Redis client, created on first use and cached on the app."""
-    # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
-    app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-    client = app.extensions.get("cronwork_redis")
-    if client is None:
-        client = redis_from_config(app.config)
-        app.extensions["cronwork_redis"] = client
-    return client
+    return describe_settings(CronworkSettings.from_mapping(config))

@@ -6,8 +6,15 @@ from dataclasses import dataclass
 
 # rq-scheduler's sorted set of scheduled jobs (score = next fire time, epoch seconds).
 RQ_SCHEDULER_SET = "rq:scheduler:scheduled_jobs"
+# Where RQ keeps a job's hash (rq.job.Job.key_for); templates are RQ jobs too.
+RQ_JOB_PREFIX = "rq:job:"
 # Seconds an occurrence claim lives: well above any misfire grace.
 CLAIM_TTL = 2 * 24 * 3600
+
+
+def job_key(job_id: str) -> str:
+    """The Redis hash of an RQ job (the same name rq.job.Job.key_for gives)."""
+    return f"{RQ_JOB_PREFIX}{job_id}"
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,10 @@ class Keys:
     def definitions(self) -> str:
         """Hash: schedule name → JSON {hash, spec} of every registered template."""
         return f"{self.prefix}:definitions"
+
+    def template_key(self, name: str) -> str:
+        """The RQ job hash of a schedule's template."""
+        return job_key(self.template_id(name))
 
     @property
     def sync_lock(self) -> str:
@@ -66,6 +77,14 @@ class Keys:
         """Sorted set of one schedule's tick records (score = tick epoch)."""
         return f"{self.prefix}:ledger:{name}"
 
+    def run_record(self, name: str, tick_epoch: int) -> str:
+        """Hash: the ledger record of one occurrence."""
+        return f"{self.prefix}:run:{name}:{tick_epoch}"
+
+    def attempts(self, name: str, tick_epoch: int) -> str:
+        """List: one JSON entry per attempt of one occurrence."""
+        return f"{self.prefix}:attempts:{name}:{tick_epoch}"
+
     def overlap_lock(self, name: str) -> str:
         """Held by the running job of an `overlap = "skip"` schedule (value = its job id)."""
         return f"{self.prefix}:overlap:{name}"
@@ -77,6 +96,10 @@ class Keys:
     def alerted(self, name: str) -> str:
         """Set once admins were told of the current failure streak."""
         return f"{self.prefix}:alerted:{name}"
+
+    def daily_report_sent(self, label: str) -> str:
+        """Set once the daily report of day `label` went out (the job may run twice)."""
+        return f"{self.prefix}:daily_report_sent:{label}"
 
     @property
     def pending_alerts(self) -> str:

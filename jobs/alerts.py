@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.extensions import db
 from app.models import NotificationKind
 from app.services.notifications import notify_admins
+from cronwork import store
 from cronwork.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -38,14 +39,13 @@ def on_final_failure(
     error: str,
     pause_after: int,
 ) -> None:
-    """Count the streak, alert once per streak, pause after `pause_after` failures in a row."""
-    streak = int(connection.incr(keys.failure_streak(name)))
+    """Alert once per failure streak, pause after `pause_after` final failures in a row."""
+    # The run writer (cronwork.runs) counts the streak, once per tick; alerts only read it.
+    streak = int(cast(bytes | None, connection.get(keys.failure_streak(name))) or 0)
     paused = False
-    if pause_after and streak >= pause_after and not connection.hexists(keys.paused, name):
+    if pause_after and streak >= pause_after and not store.is_paused(connection, keys, name):
         reason = f"auto-paused after {streak} consecutive failures (last: {job_id})"
-        connection.hset(
-            keys.paused, name, json.dumps({"reason": reason, "since": datetime.now(UTC).isoformat()})
-        )
+        store.set_pause(connection, keys, name, store.Pause(reason, datetime.now(UTC).isoformat()))
         paused = True
         log.warning("auto-paused schedule=%s streak=%d", name, streak)
     if not paused and not connection.set(keys.alerted(name), job_id, nx=True):

@@ -10,14 +10,11 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from flask import current_app
-
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.models import now_utc
 from app.services import cleanup, tasks
 from app.services.jobcontext import current_job_id
 from app.services.timewindows import resolve_tick
-from cronwork.keys import Keys
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +35,8 @@ def update_time_progress(scheduled_for: str | None = None) -> dict[str, int]:
 
 def check_task_warnings(scheduled_for: str | None = None) -> dict[str, int]:
     """Warn handlers of late tasks at 80/90/95 % of their time, once per level per 24 h."""
-    return _run("check_task_warnings", scheduled_for, lambda now: tasks.check_task_warnings(now, get_redis()))
+    redis = cronwork.redis()
+    return _run("check_task_warnings", scheduled_for, lambda now: tasks.check_task_warnings(now, redis))
 
 
 def reset_periodic_tasks(scheduled_for: str | None = None) -> dict[str, int]:
@@ -48,6 +46,5 @@ def reset_periodic_tasks(scheduled_for: str | None = None) -> dict[str, int]:
 
 def cleanup_old_data(scheduled_for: str | None = None) -> dict[str, int]:
     """Delete old closed tasks and read notifications; trim old ledger entries."""
-    keys = Keys(current_app.config["CRONWORK_PREFIX"])
-    redis = get_redis()
+    redis, keys = cronwork.redis(), cronwork.keys()
     return _run("cleanup_old_data", scheduled_for, lambda now: cleanup.cleanup_old_data(now, redis, keys))

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 
 import click
-from flask import current_app
 from flask.cli import AppGroup
 
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
-from cronwork.keys import Keys
 
 failed_cli = AppGroup("failed", help="Failed runs: list and requeue.")
 
@@ -20,7 +18,7 @@ failed_cli = AppGroup("failed", help="Failed runs: list and requeue.")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON list")
 def list_command(schedule: str | None, as_json: bool) -> None:
     """Failed runs of every queue, newest first."""
-    runs = list_failed(get_redis(), schedule)
+    runs = list_failed(cronwork.redis(), schedule)
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in runs], indent=2))
         return
@@ -37,9 +35,9 @@ def requeue_command(job_id: str | None, everything: bool, schedule: str | None) 
     """Requeue one failed run (JOB_ID) or all of them (--all [--schedule NAME])."""
     if bool(job_id) == everything:
         raise click.UsageError("give either JOB_ID or --all")
-    keys = Keys(current_app.config["CRONWORK_PREFIX"])
+    redis, keys = cronwork.redis(), cronwork.keys()
     try:
-        runs = [requeue(get_redis(), keys, job_id)] if job_id else requeue_all(get_redis(), keys, schedule)
+        runs = [requeue(redis, keys, job_id)] if job_id else requeue_all(redis, keys, schedule)
     except RequeueError as exc:
         raise click.ClickException(str(exc)) from None
     for r in runs:

@@ -6,11 +6,11 @@ import json
 from dataclasses import asdict
 from typing import Any, NoReturn
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.ops import api_blueprint
 from app.ops.display import schedule_json
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
@@ -21,7 +21,6 @@ from app.services.schedules import (
     ScheduleService,
     UnknownSchedule,
 )
-from cronwork.keys import Keys
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
 MAX_NEXT = 100
@@ -105,10 +104,6 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
-def _keys() -> Keys:
-    return Keys(current_app.config["CRONWORK_PREFIX"])
-
-
 @api_blueprint.get("/schedules")
 def list_schedules() -> ResponseReturnValue:
     """Every schedule: trigger, zone, next fire times, enabled, paused, last run, failures."""
@@ -164,7 +159,7 @@ def resume(name: str) -> ResponseReturnValue:
 @api_blueprint.get("/failed")
 def failed() -> ResponseReturnValue:
     """Failed runs of every queue, newest first (`schedule` to filter)."""
-    runs = list_failed(get_redis(), request.args.get("schedule") or None)
+    runs = list_failed(cronwork.redis(), request.args.get("schedule") or None)
     return jsonify({"failed": [r.to_dict() for r in runs]})
 
 
@@ -173,7 +168,7 @@ def requeue_one(job_id: str) -> ResponseReturnValue:
     """Requeue one failed run."""
     _body(frozenset())
     try:
-        run = requeue(get_redis(), _keys(), job_id)
+        run = requeue(cronwork.redis(), cronwork.keys(), job_id)
     except RequeueError as exc:
         _fail(404, str(exc))
     return jsonify({"requeued": [run.to_dict()], "count": 1})
@@ -188,7 +183,7 @@ def requeue_many() -> ResponseReturnValue:
             _fail(400, "schedule must be a schedule name")
         ScheduleService.for_app().require(schedule)
     try:
-        runs = requeue_all(get_redis(), _keys(), schedule)
+        runs = requeue_all(cronwork.redis(), cronwork.keys(), schedule)
     except RequeueError as exc:
         _fail(409, str(exc))
     return jsonify({"requeued": [r.to_dict() for r in runs], "count": len(runs)})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +14,11 @@ from rq import Worker
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db, describe_redis, get_redis
+from app.extensions import cronwork, db
 from app.ops import ops_blueprint
-from app.readiness import mask_url
 from app.services.heartbeat import heartbeat_age
+from cronwork import store
+from cronwork.connection import describe_redis, mask_url
 from cronwork.keys import Keys
 
 
@@ -28,20 +28,20 @@ def healthz() -> ResponseReturnValue:
     now = datetime.now(UTC)
     max_age = float(current_app.config["HEARTBEAT_MAX_AGE"])
     checks: dict[str, Any] = {}
-    redis = get_redis()
+    redis, keys = cronwork.redis(), cronwork.keys()
     try:
         redis.ping()
-        keys = Keys(current_app.config["CRONWORK_PREFIX"])
-        beats = [float(v) for v in redis.hvals(keys.scheduler_heartbeat)]
-        scheduler_age = now.timestamp() - max(beats) if beats else None
+        scheduler_age = store.scheduler_heartbeat_age(redis, keys, now.timestamp())
         checks["redis"] = {"ok": True}
+        # The same limit as the container probe (app/probe.py): one answer to "is it alive".
         checks["scheduler"] = {
-            "ok": scheduler_age is not None and scheduler_age <= max_age,
+            "ok": store.scheduler_alive(scheduler_age),
             "heartbeat_age": _round(scheduler_age),
+            "max_age": store.SCHEDULER_HEARTBEAT_MAX_AGE,
         }
         checks["workers"] = _workers(redis, keys)
     except RedisError as exc:
-        checks["redis"] = {"ok": False, "error": f"{describe_redis(current_app.config)}: {exc}"}
+        checks["redis"] = {"ok": False, "error": f"{describe_redis(cronwork.settings())}: {exc}"}
     try:
         db.session.execute(text("SELECT 1"))
         age = heartbeat_age(now)
@@ -61,7 +61,7 @@ def _workers(redis: Redis, keys: Keys) -> dict[str, Any]:
     """Live workers per queue; not ok when a registered schedule's queue has none."""
     workers = Worker.all(connection=redis)
     per_queue = Counter(q for w in workers for q in w.queue_names())
-    needed = {json.loads(raw)["spec"]["queue"] for raw in redis.hvals(keys.definitions)}
+    needed = store.registered_queues(redis, keys)
     unserved = sorted(q for q in needed if not per_queue[q])
     return {
         "ok": not unserved,

@@ -6,12 +6,11 @@ shared state, and every scrape sees what the ledger, registries and heartbeats h
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -21,9 +20,10 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.ops import ops_blueprint
 from app.ops.display import parse_time, start_latency
+from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import LEDGER_CAP, Ledger
 
@@ -77,10 +77,8 @@ class CronworkCollector:
 
     def _schedules(self) -> list[Metric]:
         redis = self.connection()
-        # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
-        definitions = cast(dict[bytes, bytes], redis.hgetall(self.keys.definitions))
-        paused = {k.decode() for k in cast(list[bytes], redis.hkeys(self.keys.paused))}
-        names = sorted({k.decode() for k in definitions} | paused)
+        paused = store.paused_names(redis, self.keys)
+        names = sorted(set(store.definitions(redis, self.keys)) | paused)
         f = {key: _gauge(name, doc, labels) for key, (name, doc, labels) in SCHEDULE_SERIES.items()}
         ledger = Ledger(redis, self.keys)
         with redis.pipeline(transaction=False) as pipe:
@@ -127,8 +125,7 @@ class CronworkCollector:
         started = _gauge("queue_started_jobs", "Jobs running now (started registry)", ("queue",))
         failed = _gauge("queue_failed_jobs", "Jobs in the failed registry", ("queue",))
         names = {q.name for q in Queue.all(connection=redis)}
-        for raw in redis.hvals(self.keys.definitions):
-            names.add(json.loads(raw)["spec"]["queue"])
+        names |= store.registered_queues(redis, self.keys)
         for name in sorted(names):
             queue = Queue(name, connection=redis)
             length.add_metric([name], float(queue.count))
@@ -140,10 +137,10 @@ class CronworkCollector:
         redis = self.connection()
         now = self.clock()
         families: list[Metric] = []
-        beats = [float(v) for v in redis.hvals(self.keys.scheduler_heartbeat)]
-        if beats:
+        beat_age = store.scheduler_heartbeat_age(redis, self.keys, now)
+        if beat_age is not None:
             age = _gauge("scheduler_heartbeat_age_seconds", "Seconds since a scheduler loop completed a pass")
-            age.add_metric([], max(now - max(beats), 0.0))
+            age.add_metric([], max(beat_age, 0.0))
             families.append(age)
         workers = Worker.all(connection=redis)
         total = _gauge("workers", "Live RQ workers")
@@ -157,7 +154,7 @@ class CronworkCollector:
 def build_registry(app: Flask) -> CollectorRegistry:
     """A registry of the app's own (never the global one: tests create many apps)."""
     registry = CollectorRegistry()
-    registry.register(CronworkCollector(lambda: get_redis(app), Keys(app.config["CRONWORK_PREFIX"])))
+    registry.register(CronworkCollector(lambda: cronwork.redis(app), cronwork.keys(app)))
     return registry
 
 

@@ -6,16 +6,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
+from flask import abort, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.ops import pages_blueprint
 from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
 from app.ops.display import local_time, relative, short_duration, start_latency, trigger_words
 from app.services.failed import RequeueError, list_failed, requeue
 from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
-from cronwork.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +57,7 @@ def schedule(name: str) -> ResponseReturnValue:
     view.next_fire_times = service.next_fires(name, 10)
     retried = [r["tick"] for r in view.recent if r.get("attempt", 1) > 1]
     attempts = {tick: service.ledger.attempts(name, tick) for tick in retried}
-    failed = list_failed(get_redis(), name)
+    failed = list_failed(cronwork.redis(), name)
     return render_template("ops/schedule.html", view=view, attempts=attempts, failed=failed)
 
 
@@ -105,7 +104,7 @@ def run(name: str) -> ResponseReturnValue:
 def requeue_failed(job_id: str) -> ResponseReturnValue:
     """Requeue one failed run."""
     try:
-        run = requeue(get_redis(), Keys(current_app.config["CRONWORK_PREFIX"]), job_id)
+        run = requeue(cronwork.redis(), cronwork.keys(), job_id)
         flash(f"Requeued {run.job_id}.", "ok")
     except RequeueError as exc:
         flash(f"Requeue: {exc}", "error")

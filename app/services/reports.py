@@ -95,7 +95,7 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
 
 def report_key(keys: Keys, label: str) -> str:
     """Dedup key of one day's report: a re-run (or a retry) does not send it twice."""
-    return f"{keys.prefix}:daily_report_sent:{label}"
+    return keys.daily_report_sent(label)
 
 
 def daily_report(redis: Redis, keys: Keys, window: Window) -> dict[str, object]:

@@ -1,0 +1,112 @@
+"""Cronwork's settings: one frozen, typed object read from the environment.
+
+Every process builds it once (the web app and the worker through `app.extensions.cronwork`,
+the scheduler straight from the environment, with no Flask app). A bad value fails at start,
+naming its variable: `STARTUP_TIMEOUT: expected a number of seconds, got 'abc'`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SCHEDULE_FILE = PROJECT_ROOT / "scheduler_boot" / "schedule.toml"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_PREFIX = "cronwork"
+DEFAULT_SENTINEL_MASTER = "mymaster"
+DEFAULT_STARTUP_TIMEOUT = 10.0
+# The prefix starts every key and every RQ job id: RQ ids allow letters, digits, _ and -.
+PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value Cronwork cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class CronworkSettings:
+    """Where Redis is, the key prefix, the schedule file and the start-up timeout."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    # Through Redis Sentinel instead: (host, port) pairs and the master's name; the password
+    # and db still come from redis_url.
+    redis_sentinels: tuple[tuple[str, int], ...] = ()
+    redis_sentinel_master: str = DEFAULT_SENTINEL_MASTER
+    prefix: str = DEFAULT_PREFIX
+    schedule_file: Path = DEFAULT_SCHEDULE_FILE
+    # Seconds a process keeps retrying Redis (and the database) at start before it exits.
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> CronworkSettings:
+        """Read REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, CRONWORK_PREFIX,
+        SCHEDULE_FILE and STARTUP_TIMEOUT; raises SettingsError naming a bad one."""
+        env = os.environ if env is None else env
+        return cls.from_mapping(
+            {
+                "REDIS_URL": env.get("REDIS_URL", DEFAULT_REDIS_URL),
+                "REDIS_SENTINELS": env.get("REDIS_SENTINELS", ""),
+                "REDIS_SENTINEL_MASTER": env.get("REDIS_SENTINEL_MASTER", DEFAULT_SENTINEL_MASTER),
+                "CRONWORK_PREFIX": env.get("CRONWORK_PREFIX", DEFAULT_PREFIX),
+                "SCHEDULE_FILE": env.get("SCHEDULE_FILE", str(DEFAULT_SCHEDULE_FILE)),
+                "STARTUP_TIMEOUT": env.get("STARTUP_TIMEOUT", str(DEFAULT_STARTUP_TIMEOUT)),
+            }
+        )
+
+    @classmethod
+    def from_mapping(cls, config: Mapping[str, Any]) -> CronworkSettings:
+        """The same settings from a Flask config (values may already be typed)."""
+        return cls(
+            redis_url=_redis_url("REDIS_URL", config.get("REDIS_URL") or DEFAULT_REDIS_URL),
+            redis_sentinels=parse_sentinels(str(config.get("REDIS_SENTINELS") or "")),
+            redis_sentinel_master=str(config.get("REDIS_SENTINEL_MASTER") or DEFAULT_SENTINEL_MASTER),
+            prefix=_prefix("CRONWORK_PREFIX", config.get("CRONWORK_PREFIX") or DEFAULT_PREFIX),
+            schedule_file=Path(config.get("SCHEDULE_FILE") or DEFAULT_SCHEDULE_FILE),
+            startup_timeout=seconds(
+                "STARTUP_TIMEOUT", config.get("STARTUP_TIMEOUT", DEFAULT_STARTUP_TIMEOUT)
+            ),
+        )
+
+
+def seconds(name: str, value: Any) -> float:
+    """A duration setting in seconds (a number ≥ 0); SettingsError names `name` otherwise."""
+    if isinstance(value, bool):
+        raise SettingsError(f"{name}: expected a number of seconds, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError(f"{name}: expected a number of seconds, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise SettingsError(f"{name}: expected a number of seconds >= 0, got {value!r}")
+    return number
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """`host:port,host:port` → ((host, port), ...)."""
+    nodes = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit():
+            raise SettingsError(f"REDIS_SENTINELS: {item!r} is not host:port")
+        nodes.append((host, int(port)))
+    return tuple(nodes)
+
+
+def _redis_url(name: str, value: Any) -> str:
+    url = str(value)
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(f"{name}: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+    return url
+
+
+def _prefix(name: str, value: Any) -> str:
+    prefix = str(value)
+    if not PREFIX_PATTERN.match(prefix):
+        raise SettingsError(f"{name}: expected 1-32 of letters, digits, '_', '-', got {prefix!r}")
+    return prefix
