@@ -1,0 +1,72 @@
+"""CronworkWorker: rq's forking Worker composed of single-concern mixins, and how to build it."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from flask import Flask
+from rq import Worker
+
+from app.extensions import redis_from_config
+from cronwork.serializer import JOB_SERIALIZER
+from jobs.runtime import EnforcedDeathPenalty, bind_app
+from jobs.worker.abandon import CronworkQueue, FastAbandonMixin
+from jobs.worker.intermediate import IntermediateQueueMixin
+from jobs.worker.logcontext import LogContextMixin
+from jobs.worker.outage import OutageMixin
+from jobs.worker.parentdeath import ParentDeathMixin
+from jobs.worker.refusal import RefusalMixin
+from jobs.worker.registration import WorkerKeyMixin
+from jobs.worker.shutdown import GracefulStopMixin
+
+
+class CronworkWorker(
+    LogContextMixin,  # outermost: every line about a job is stamped
+    IntermediateQueueMixin,  # before the recording: a never-started run is requeued, not failed
+    RefusalMixin,  # fails undecodable or foreign jobs before any fork; records runs below it
+    GracefulStopMixin,
+    ParentDeathMixin,
+    OutageMixin,  # before WorkerKeyMixin: catches the Redis errors of its heartbeat
+    WorkerKeyMixin,
+    FastAbandonMixin,
+    Worker,
+):
+    """A forking worker that records outcomes, refuses bad jobs and survives outages and kills.
+
+    The order matters where two mixins override the same rq method; the comments above say
+    why. tests/jobs/test_rq_contract.py pins every rq method overridden here.
+    """
+
+    death_penalty_class = EnforcedDeathPenalty
+
+
+def preload_jobs() -> None:
+    """Import every `jobs.*` module once in the parent: horses then import nothing, and a
+    broken job module fails the worker at start instead of every run."""
+    import jobs
+
+    for module in pkgutil.iter_modules(jobs.__path__, "jobs."):
+        importlib.import_module(module.name)
+
+
+def build_worker(app: Flask, queue_names: list[str], name: str | None = None) -> CronworkWorker:
+    """A worker on the app's Redis, with the app-bound Job class on its queues."""
+    connection = redis_from_config(app.config)
+    # One client for rq and the app: each horse then reconnects once, not twice.
+    app.extensions["cronwork_redis"] = connection
+    job_class = bind_app(app)
+    queues = [
+        CronworkQueue(q, connection=connection, job_class=job_class, serializer=JOB_SERIALIZER)
+        for q in queue_names
+    ]
+    worker = CronworkWorker(
+        queues,
+        connection=connection,
+        job_class=job_class,
+        queue_class=CronworkQueue,
+        serializer=JOB_SERIALIZER,
+        name=name,
+    )
+    worker.setup(app)
+    return worker

@@ -1,0 +1,84 @@
+"""Every child of a worker dies with the worker's main process.
+
+A forked horse survives its worker's SIGKILL (an OOM killer, a per-PID supervisor): rq then
+declares the run abandoned and retries it on another worker while the orphan still runs it,
+and the orphan re-creates `rq:worker:<name>` without a TTL when it ends, so that name can
+never start again. rq's scheduler child (`with_scheduler=True`) stays alive too.
+
+Linux's parent-death signal fixes both: each child asks the kernel for SIGKILL when its
+parent dies (prctl(PR_SET_PDEATHSIG)). It is armed in an `os.register_at_fork` hook, so it
+covers every fork of the worker: rq's horse (`os.fork`), rq's scheduler (a multiprocessing
+fork), and processes a job forks in turn. Not covered: programs a job starts with
+`subprocess` (fork+exec in C, no Python hook), which the kernel does not signal either.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from rq import Worker
+from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+_state: dict[str, Any] = {"armed": False, "prctl": None, "parent": 0}
+
+
+def _record_parent() -> None:
+    """Before each fork: remember who the parent is, for the child to compare with."""
+    _state["parent"] = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """In each child, right after fork: SIGKILL when the parent dies."""
+    if not _state["armed"]:
+        return
+    if _state["prctl"](PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %s", ctypes.get_errno())
+    # The parent may have died between fork and prctl: then nobody will signal us, and the
+    # kernel has already reparented us (to init or a subreaper).
+    if os.getppid() != _state["parent"]:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm_parent_death_signal() -> bool:
+    """Make every later fork of this process die with it; False where Linux's prctl is missing."""
+    if not sys.platform.startswith("linux"):
+        log.warning("no parent-death signal on %s: children may outlive a killed worker", sys.platform)
+        return False
+    if _state["prctl"] is None:
+        # Resolved once here, not in the child: no dlopen between fork and prctl.
+        _state["prctl"] = ctypes.CDLL(None, use_errno=True).prctl
+        os.register_at_fork(before=_record_parent, after_in_child=_die_with_parent)
+    _state["armed"] = True
+    return True
+
+
+def disarm_parent_death_signal() -> None:
+    """Later forks of this process no longer get the signal (hooks cannot be unregistered)."""
+    _state["armed"] = False
+
+
+class ParentDeathMixin(Worker):
+    """Arms the parent-death signal before rq forks anything (horse or scheduler)."""
+
+    def bootstrap(
+        self,
+        logging_level: str | None = "INFO",
+        date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+        log_format: str = DEFAULT_LOGGING_FORMAT,
+    ) -> None:
+        arm_parent_death_signal()
+        super().bootstrap(logging_level, date_format, log_format)
+
+    def teardown(self) -> None:
+        super().teardown()
+        if not self.is_horse:
+            disarm_parent_death_signal()

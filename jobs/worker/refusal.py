@@ -1,0 +1,125 @@
+"""Refused jobs: one that does not decode, or names a function outside `jobs`, never runs.
+
+Every Cronwork queue stores jobs as JSON (cronwork.serializer), yet whoever can write to Redis
+can leave anything in a job hash: an old pickled job, garbage, a JSON meta that is a list, a
+function such as `os.system`. rq would fork a horse for it, whose first decode then raises
+(or worse, runs it), and a hash rq cannot even read (a bad status, timeout or date) raises out
+of the dequeue and stops the worker. Here such a job is failed in the parent, before any fork
+and any import, with a reason in the failed registry; the worker goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rq import Queue
+from rq.defaults import DEFAULT_FAILURE_TTL
+from rq.exceptions import DeserializationError
+from rq.job import Job, JobStatus
+from rq.results import Result
+from rq.utils import current_timestamp, now, utcformat
+
+from jobs.outcomes import attempt_of, error_fields
+from jobs.runtime import ALLOWED_PACKAGE, ForbiddenJobFunction, is_allowed
+from jobs.worker.logcontext import schedule_name
+from jobs.worker.recording import RunRecordingMixin
+
+NOT_JSON = "refused: job data is not valid JSON (an old pickled job or garbage)"
+NOT_A_CALL = "refused: job data is not [function, instance, args, kwargs]"
+META_NOT_OBJECT = "refused: job meta is not a JSON object"
+
+
+class RefusedJob(Exception):
+    """A job whose stored form Cronwork does not accept; nothing of it ran."""
+
+
+def refusal(job: Job) -> Exception | None:
+    """Why `job` must not run, or None. Decodes JSON only: nothing is imported or called."""
+    try:
+        func_name = job.func_name
+        call = (func_name, job.instance, job.args, job.kwargs)
+    except DeserializationError as exc:
+        # rq wraps the serializer's error; a JSON array of the wrong length fails unpacking.
+        not_json = isinstance(exc.__cause__, json.JSONDecodeError | UnicodeDecodeError)
+        return RefusedJob(NOT_JSON if not_json else NOT_A_CALL)
+    func, instance, args, kwargs = call
+    if not (
+        isinstance(func, str) and instance is None and isinstance(args, list) and isinstance(kwargs, dict)
+    ):
+        return RefusedJob(NOT_A_CALL)
+    meta: Any = job.meta
+    # rq's Job.restore replaces a meta its serializer cannot read by {"unserialized": <bytes>};
+    # JSON never yields bytes, so this is exact.
+    if not isinstance(meta, dict) or isinstance(meta.get("unserialized"), bytes):
+        return RefusedJob(META_NOT_OBJECT)
+    if not is_allowed(func_name):
+        return ForbiddenJobFunction(f"refused: {func_name!r} is outside the {ALLOWED_PACKAGE!r} package")
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message`, the last line of a traceback (what rq stores and the ledger parses)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+class RefusalMixin(RunRecordingMixin):
+    """Fails refused jobs in the worker itself, without forking a horse."""
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        reason = refusal(job)
+        if reason is None:
+            super().execute_job(job, queue)
+        else:
+            self.refuse(job, queue, describe(reason))
+
+    def refuse(self, job: Job, queue: Queue, exc_string: str) -> None:
+        """Fail `job` for good (no retry: it would be refused again), ledger first."""
+        self.log.error("refused job %s: %s", job.id, exc_string)
+        job.ended_at = now()
+        state = None
+        if schedule_name(job) is not None:
+            state = self.recorder.failed(job, exc_string, False, attempt_of(job))
+        with self.connection.pipeline() as pipe:
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=exc_string, pipeline=pipe)
+            Result.create_failure(
+                job, job.failure_ttl, exc_string=exc_string, worker_name=self.name, pipeline=pipe
+            )
+            pipe.lrem(queue.intermediate_queue_key, 1, job.id)
+            self.increment_failed_job_count(pipe)
+            pipe.execute()
+        if state is not None:
+            self.after_failure(job, state, error_fields(exc_string)["error"])
+
+    def dequeue_job_and_maintain_ttl(
+        self, timeout: int | None, max_idle_time: int | None = None
+    ) -> tuple[Job, Queue] | None:
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except Exception as exc:
+                # rq's Queue._fetch_dequeued_job tags an error reading the dequeued job's hash
+                # with `job_id` and `queue` and re-raises it; the work loop would then quit.
+                job_id, queue = getattr(exc, "job_id", None), getattr(exc, "queue", None)
+                if not isinstance(job_id, str) or not isinstance(queue, Queue):
+                    raise
+                self._refuse_unreadable(job_id, queue, exc)
+
+    def _refuse_unreadable(self, job_id: str, queue: Queue, exc: Exception) -> None:
+        """Fail a job whose hash rq cannot read: no Job object exists, so write rq's fields."""
+        exc_string = describe(RefusedJob(f"refused: job hash is unreadable ({describe(exc)})"))
+        self.log.error("refused job %s: %s", job_id, exc_string)
+        with self.connection.pipeline() as pipe:
+            ended = utcformat(now())
+            pipe.hset(
+                Job.key_for(job_id), mapping={"status": "failed", "exc_info": exc_string, "ended_at": ended}
+            )
+            pipe.zadd(queue.failed_job_registry.key, {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
+            # A bare Job (id only, nothing read) carries the Result, as for any failed job.
+            bare = self.job_class(job_id, connection=self.connection)
+            Result.create_failure(
+                bare, DEFAULT_FAILURE_TTL, exc_string=exc_string, worker_name=self.name, pipeline=pipe
+            )
+            pipe.lrem(queue.intermediate_queue_key, 1, job_id)
+            pipe.execute()

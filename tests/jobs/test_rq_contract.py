@@ -1,0 +1,289 @@
+"""What Cronwork's worker relies on in rq 3.0 and rq-scheduler 0.14, pinned.
+
+jobs/worker/ overrides rq methods, reads a few private attributes, recognises one situation by
+its message and caps rq constants. Each of those is checked here, on real rq code and a real
+Redis, so an upgrade that changes one fails in the suite with a message saying what changed
+and which mixin to review (instead of the pin in pyproject.toml being the only guard).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import pickle
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import rq
+from redis import Redis
+from rq import Queue, SimpleWorker, Worker
+from rq.exceptions import AbandonedJobError, DeserializationError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+from rq.worker import BaseWorker
+from rq_scheduler import Scheduler
+
+from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
+from jobs.worker import CronworkWorker
+from jobs.worker.intermediate import STUCK_IN_INTERMEDIATE
+from jobs.worker.refusal import refusal
+
+# rq's signature of every rq method a jobs.worker mixin overrides (str(inspect.signature)).
+OVERRIDDEN = {
+    "__init__": (
+        "(self, queues: 'str | Queue | Sequence[str] | Sequence[Queue]', name: 'str | None' = None, "
+        "default_result_ttl=500, connection: 'Redis | None' = None, exception_handlers=None, "
+        "maintenance_interval: 'int' = 600, default_worker_ttl: 'int | None' = None, "
+        "worker_ttl: 'int | None' = None, job_class: 'type[Job] | str | None' = None, "
+        "queue_class: 'type[Queue] | str | None' = None, log_job_description: 'bool' = True, "
+        "job_monitoring_interval=30, disable_default_exception_handler: 'bool' = False, "
+        "prepare_for_work: 'bool' = True, serializer: 'Serializer | str | None' = None, "
+        "work_horse_killed_handler: 'Callable[[Job, int, int, struct_rusage], None] | None' = None)"
+    ),
+    "bootstrap": (
+        "(self, logging_level: 'str | None' = 'INFO', date_format: 'str' = '%H:%M:%S', "
+        "log_format: 'str' = '%(asctime)s %(message)s')"
+    ),
+    "check_for_suspension": "(self, burst: 'bool')",
+    "dequeue_job_and_maintain_ttl": (
+        "(self, timeout: 'int | None', max_idle_time: 'int | None' = None) -> 'tuple[Job, Queue] | None'"
+    ),
+    "execute_job": "(self, job: 'Job', queue: 'Queue')",
+    "get_heartbeat_ttl": "(self, job: 'Job', working_time: 'float' = 0.0) -> 'int'",
+    "handle_job_failure": (
+        "(self, job: 'Job', queue: 'Queue', started_job_registry=None, exc_string='', "
+        "execution: 'Execution | None' = None)"
+    ),
+    "handle_job_success": (
+        "(self, job: 'Job', queue: 'Queue', started_job_registry: 'StartedJobRegistry', "
+        "execution: 'Execution')"
+    ),
+    "heartbeat": "(self, timeout: 'int | None' = None, pipeline: 'Pipeline | None' = None)",
+    "main_work_horse": "(self, job: 'Job', queue: 'Queue')",
+    "request_stop": "(self, signum, frame)",
+    "run_maintenance_tasks": "(self)",
+    "teardown": "(self)",
+}
+# rq attributes replaced (not methods): their kind stays what the mixins assume.
+REPLACED_ATTRIBUTES = {
+    "death_penalty_class": type,
+    "dequeue_timeout": property,
+    "max_connection_wait_time": float,
+}
+# rq methods the mixins call, with the arguments they pass.
+CALLED = {
+    "prepare_execution": "(self, job: 'Job') -> 'Execution'",
+    "fork_work_horse": "(self, job: 'Job', queue: 'Queue')",
+    "monitor_work_horse": "(self, job: 'Job', queue: 'Queue', execution: 'Execution')",
+    "maintain_heartbeats": "(self, job: 'Job', execution: 'Execution')",
+    "set_state": "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
+    "increment_failed_job_count": "(self, pipeline: 'Pipeline | None' = None)",
+    "serialize": "(self) -> 'dict'",
+    "push_exc_handler": "(self, handler_func)",
+}
+
+
+def ours() -> dict[str, type]:
+    """Every name a jobs.worker class defines, and the class defining it first in the MRO."""
+    found: dict[str, type] = {}
+    for cls in CronworkWorker.__mro__:
+        if cls.__module__.startswith("jobs.worker"):
+            for name in vars(cls):
+                if name == "__init__" or not name.startswith("__"):
+                    found.setdefault(name, cls)
+    return found
+
+
+def test_rq_version_is_the_one_pinned_here() -> None:
+    assert rq.__version__ == "3.0.0", "rq upgraded: review every pin in this module, then update it"
+
+
+@pytest.mark.parametrize("name", sorted(OVERRIDDEN))
+def test_signature_of_each_overridden_method(name: str) -> None:
+    theirs = str(inspect.signature(getattr(Worker, name)))
+    assert theirs == OVERRIDDEN[name], (
+        f"rq changed Worker.{name}{OVERRIDDEN[name]} to {theirs}: review {ours()[name].__qualname__}"
+    )
+    mine = inspect.signature(getattr(ours()[name], name))
+    if name != "__init__":  # the mixins' __init__ forwards *args, **kwargs
+        assert [(p.name, p.kind) for p in mine.parameters.values()] == [
+            (p.name, p.kind) for p in inspect.signature(getattr(Worker, name)).parameters.values()
+        ], f"{ours()[name].__qualname__}.{name} no longer takes rq's parameters"
+
+
+def test_every_override_is_pinned_and_no_helper_shadows_rq() -> None:
+    for name, cls in ours().items():
+        if name in REPLACED_ATTRIBUTES:
+            assert isinstance(inspect.getattr_static(Worker, name), REPLACED_ATTRIBUTES[name]), name
+        elif hasattr(Worker, name):
+            assert name in OVERRIDDEN, f"{cls.__qualname__}.{name} overrides rq: pin its signature here"
+        # else: our own helper; rq has no such name, so it overrides nothing by accident.
+
+
+@pytest.mark.parametrize("name", sorted(CALLED))
+def test_signature_of_each_called_method(name: str) -> None:
+    theirs = str(inspect.signature(getattr(Worker, name)))
+    assert theirs == CALLED[name], f"rq changed Worker.{name}{CALLED[name]} to {theirs}"
+
+
+def test_constants_the_worker_caps() -> None:
+    """The rq defaults jobs/worker/defaults.py replaces, and where rq reads them."""
+    assert BaseWorker.max_connection_wait_time == 60.0 and BaseWorker.exponential_backoff_factor == 2.0
+    dequeue = inspect.getsource(BaseWorker.dequeue_job_and_maintain_ttl)
+    assert "min(connection_wait_time, self.max_connection_wait_time)" in dequeue, (
+        "rq's dequeue no longer caps its reconnect backoff with self.max_connection_wait_time: "
+        "OutageMixin's cap does nothing"
+    )
+    assert rq.defaults.DEFAULT_MAINTENANCE_TASK_INTERVAL == 600
+    assert rq.defaults.DEFAULT_JOB_MONITORING_INTERVAL == 30
+    assert rq.defaults.DEFAULT_WORKER_TTL == 420
+    assert "ex=899" in inspect.getsource(Queue.acquire_maintenance_lock)  # CronworkQueue: 30 s
+    assert "self.worker_ttl + 60" in inspect.getsource(BaseWorker.heartbeat)  # WorkerKeyMixin caps it
+    assert "self.job_monitoring_interval + 60" in inspect.getsource(BaseWorker.maintain_heartbeats)
+
+
+def test_private_attributes_read() -> None:
+    """`_stopped_job_id`: how rq tells a job stopped on request (not retried) from a failure."""
+    source = inspect.getsource(BaseWorker.handle_job_failure)
+    assert "job_is_stopped = self._stopped_job_id == job.id" in source
+    assert "retry = job.should_retry and not job_is_stopped" in source
+    assert "self._stopped_job_id = execution.job_id" in inspect.getsource(BaseWorker.request_stop_execution)
+
+
+def test_return_value_is_on_job_result_when_success_is_handled(redis: Redis) -> None:
+    """RunRecordingMixin.handle_job_success reads the return value from `job._result`."""
+    seen: list[Any] = []
+
+    class Probe(SimpleWorker):
+        def handle_job_success(self, job: Job, *args: Any, **kwargs: Any) -> None:
+            seen.append(job._result)
+            super().handle_job_success(job, *args, **kwargs)
+
+    queue = json_queue("contract", redis)
+    queue.enqueue("jobs.diagnostics.sleep", 0)
+    Probe([queue], connection=redis, job_class=JSONJob, serializer=JOB_SERIALIZER).work(burst=True)
+    assert seen == [{"slept": 0}]
+
+
+def test_stuck_intermediate_job_is_failed_with_this_exact_message(redis: Redis) -> None:
+    """rq gives no exception type for it: IntermediateQueueMixin matches this text."""
+    failures: list[str] = []
+
+    class Probe(SimpleWorker):
+        def handle_job_failure(
+            self, job: Job, queue: Queue, *args: Any, exc_string: str = "", **kw: Any
+        ) -> None:
+            failures.append(exc_string)
+
+    queue = json_queue("contract", redis)
+    job = queue.enqueue("jobs.diagnostics.sleep", 0)
+    redis.lmove(queue.key, queue.intermediate_queue_key)
+    redis.set(queue.intermediate_queue.get_first_seen_key(job.id), time.time() - 120)
+    queue.intermediate_queue.cleanup(Probe([queue], connection=redis), queue)
+    assert failures == [STUCK_IN_INTERMEDIATE]
+
+
+def test_abandoned_jobs_reach_exception_handlers_as_abandoned_job_error(redis: Redis) -> None:
+    """RunRecordingMixin classifies by this type; rq then retries or fails the job itself."""
+    handled: list[type] = []
+    queue = json_queue("contract", redis)
+    job = queue.enqueue("jobs.diagnostics.sleep", 0)
+    job.set_status(JobStatus.STARTED)
+    registry = StartedJobRegistry(queue=queue)
+    redis.zadd(registry.key, {f"{job.id}:dead-execution": time.time() - 10})
+
+    def handler(job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
+        handled.append(exc_type)
+        return True
+
+    registry.cleanup(exception_handlers=[handler])
+    assert handled == [AbandonedJobError]
+    assert job.get_status(refresh=True) == JobStatus.FAILED
+
+
+def test_messages_matched_in_failure_text() -> None:
+    """jobs/outcomes.py classifies these from the text rq hands the failure handler."""
+    monitor = inspect.getsource(Worker.monitor_work_horse)
+    assert "Work-horse terminated unexpectedly" in monitor
+    assert rq.timeouts.JobTimeoutException.__name__ == "JobTimeoutException"
+    assert "AbandonedJobError.__name__" in inspect.getsource(StartedJobRegistry.cleanup)
+
+
+def write_raw(redis: Redis, job_id: str, **fields: bytes | str) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    base: dict[str, bytes | str] = {"origin": "contract", "status": "queued", "created_at": now}
+    redis.hset(f"rq:job:{job_id}", mapping={**base, **fields})
+
+
+def test_undecodable_data_and_meta_as_rq_reports_them(redis: Redis) -> None:
+    """refusal() relies on: fetch decodes nothing of `data`; func_name raises
+    DeserializationError caused by the JSON error; an unreadable meta becomes
+    {"unserialized": <bytes>}."""
+    write_raw(redis, "pickled", data=pickle.dumps(("x", None, (), {})), meta=pickle.dumps({"a": 1}))
+    job = JSONJob.fetch("pickled", connection=redis)  # no error: data is decoded lazily
+    assert job.meta == {"unserialized": pickle.dumps({"a": 1})}
+    with pytest.raises(DeserializationError) as raised:
+        _ = job.func_name
+    assert isinstance(raised.value.__cause__, json.JSONDecodeError | UnicodeDecodeError)
+    write_raw(redis, "short", data=b'["jobs.diagnostics.sleep"]', meta=b"{}")
+    with pytest.raises(DeserializationError) as raised:
+        _ = JSONJob.fetch("short", connection=redis).func_name
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert not isinstance(raised.value.__cause__, json.JSONDecodeError)
+
+
+def test_dequeue_does_not_decode_data_and_tags_unreadable_hashes(redis: Redis) -> None:
+    """RefusalMixin checks a job after rq's dequeue, so that dequeue must not decode `data`
+    (rq logs job.description, not func_name); an unreadable hash raises with job_id/queue."""
+    queue = json_queue("contract", redis)
+    write_raw(redis, "garbage", data=b"\x00\xff", meta=b"{}")
+    redis.rpush(queue.key, "garbage")
+    worker = Worker([queue], connection=redis, job_class=JSONJob, serializer=JOB_SERIALIZER)
+    result = worker.dequeue_job_and_maintain_ttl(None)
+    assert result is not None and result[0].id == "garbage"
+
+    write_raw(redis, "bogus", data=b'["jobs.x", null, [], {}]', status="bogus")
+    redis.rpush(queue.key, "bogus")
+    with pytest.raises(ValueError) as raised:
+        worker.dequeue_job_and_maintain_ttl(None)
+    assert getattr(raised.value, "job_id", None) == "bogus"
+    assert isinstance(getattr(raised.value, "queue", None), Queue)
+
+
+def test_heartbeat_on_a_pipeline_starts_with_hset_of_last_heartbeat(redis: Redis) -> None:
+    """WorkerKeyMixin reads the first reply: 1 when the worker key had expired."""
+    worker = Worker(["contract"], connection=redis)
+    for expected in (1, 0):
+        with redis.pipeline() as pipe:
+            Worker.heartbeat(worker, 45, pipe)
+            assert pipe.execute()[0] == expected
+    assert 0 < redis.ttl(worker.key) <= 45
+
+
+def test_a_live_worker_key_blocks_the_name(redis: Redis) -> None:
+    """Why a dead worker's key must expire (WorkerKeyMixin) and never be re-created by an
+    orphan horse (ParentDeathMixin): register_birth refuses the name while it exists."""
+    redis.hset("rq:worker:taken", "state", "busy")
+    with pytest.raises(ValueError, match="There exists an active worker named 'taken' already"):
+        Worker(["contract"], connection=redis, name="taken").register_birth()
+
+
+def test_horse_and_scheduler_are_forked_by_python() -> None:
+    """ParentDeathMixin arms the signal in an os.register_at_fork hook: rq must fork with
+    os.fork (horse, in its own process group) and multiprocessing's fork (scheduler)."""
+    fork = inspect.getsource(Worker.fork_work_horse)
+    assert "os.fork()" in fork and "os.setpgrp()" in fork
+    assert rq.scheduler.ForkProcess._start_method == "fork"  # type: ignore[attr-defined]
+    assert "ForkProcess(" in inspect.getsource(rq.scheduler.RQScheduler.start)
+
+
+def test_rq_scheduler_writes_json_jobs_that_are_not_refused(redis: Redis) -> None:
+    """rq-scheduler 0.14 stores jobs with the job class it is given (JSONJob): the runs it
+    moves to a queue pass RefusalMixin."""
+    scheduler = Scheduler(connection=redis, job_class=JSONJob)
+    job = scheduler.enqueue_at(datetime.now(UTC) + timedelta(hours=1), "jobs.diagnostics.sleep", 0)
+    stored = JSONJob.fetch(job.id, connection=redis)
+    assert json.loads(stored.data)[0] == "jobs.diagnostics.sleep"
+    assert refusal(stored) is None
