@@ -1,8 +1,9 @@
 """The per-tick record of every schedule: what happened to each occurrence.
 
 One Redis hash per run (`<prefix>:run:<name>:<tick>`) with an index sorted set per schedule
-(score = tick epoch). The scheduler writes `enqueued`/`missed`/`paused`; workers add outcomes.
-Capped per schedule and expiring, so it never grows without bound.
+(score = tick epoch), and a list of the run's attempts. Capped per schedule and expiring, so
+it never grows without bound. This module stores and decodes records; what they say is
+written only through the transitions of cronwork.runs.RunWriter.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ class Ledger:
     def run_key(self, name: str, tick: int) -> str:
         return f"{self.keys.prefix}:run:{name}:{tick}"
 
-    def record(
+    def put(
         self,
         name: str,
         tick: int,
         fields: Mapping[str, Any],
         pipeline: Pipeline | None = None,
     ) -> None:
-        """Merge `fields` into the record of (name, tick); JSON-encodes non-string values."""
+        """Store `fields` in the record of (name, tick); JSON-encodes non-string values.
+
+        Storage only: production code changes records through cronwork.runs.RunWriter (test
+        fixtures use this to lay out a history)."""
         pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
         key = self.run_key(name, tick)
         mapping: dict[FieldT, EncodableT] = {
@@ -60,15 +64,12 @@ class Ledger:
     def attempts_key(self, name: str, tick: int) -> str:
         return f"{self.keys.prefix}:attempts:{name}:{tick}"
 
-    def record_attempt(
-        self, name: str, tick: int, fields: Mapping[str, Any], pipeline: Pipeline | None = None
-    ) -> None:
-        """Append one attempt's outcome (a run may take several with retries)."""
+    def put_attempt(self, name: str, tick: int, fields: Mapping[str, Any]) -> None:
+        """Append one attempt's outcome (storage only, like `put`)."""
         key = self.attempts_key(name, tick)
-        pipe = pipeline if pipeline is not None else self.connection.pipeline(transaction=False)
-        pipe.rpush(key, json.dumps(dict(fields)))
-        pipe.expire(key, LEDGER_TTL)
-        if pipeline is None:
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, json.dumps(dict(fields)))
+            pipe.expire(key, LEDGER_TTL)
             pipe.execute()
 
     def attempts(self, name: str, tick: int) -> list[dict[str, Any]]:
@@ -86,14 +87,29 @@ class Ledger:
         return [_decode(row) for row in rows if row]
 
 
+# Typed fields of a record; every other field is text, except `result` (JSON when it parses).
+_INT_FIELDS = frozenset({"tick", "attempt"})
+_FLOAT_FIELDS = frozenset({"lag", "duration"})
+_INTERNAL_FIELDS = frozenset({"streak_counted"})
+
+
 def _decode(row: Mapping[bytes, bytes]) -> dict[str, Any]:
-    """Decode a record: JSON where it parses (numbers, objects), text otherwise."""
+    """Decode a stored record into plain values (numbers typed by field, never guessed)."""
     out: dict[str, Any] = {}
     for raw_key, raw_value in row.items():
-        value = raw_value.decode()
+        key, value = raw_key.decode(), raw_value.decode(errors="replace")
+        if key in _INTERNAL_FIELDS:
+            continue
         try:
-            out[raw_key.decode()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[raw_key.decode()] = value
-    out["tick"] = int(out["tick"])
+            if key in _INT_FIELDS:
+                out[key] = int(float(value))
+            elif key in _FLOAT_FIELDS:
+                out[key] = float(value)
+            elif key == "result":
+                out[key] = json.loads(value)
+            else:
+                out[key] = value
+        except ValueError:
+            out[key] = value
+    out["tick"] = int(out.get("tick", 0))
     return out

@@ -12,6 +12,7 @@ from rq import Retry
 from rq.job import Job
 from rq.utils import import_attribute
 
+from cronwork.runs import Trigger
 from cronwork.serializer import JSONJob
 from cronwork.spec import ScheduleSpec
 
@@ -32,7 +33,7 @@ def build_run_job(
     spec: ScheduleSpec,
     tick: datetime,
     job_id: str,
-    trigger: str,
+    trigger: Trigger,
     job_class: type[Job] = JSONJob,
 ) -> Job:
     """A fresh RQ job for one occurrence, carrying the schedule's run options.
@@ -59,7 +60,7 @@ def build_run_job(
             "cronwork_schedule": spec.name,
             "scheduled_for": tick.isoformat(),
             "tick": int(tick.timestamp()),
-            "trigger": trigger,
+            "trigger": str(trigger),
             # Run options the worker enforces (jobs.runtime, jobs.worker).
             "overlap": spec.overlap,
             "retries": spec.retries,

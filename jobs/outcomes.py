@@ -1,114 +1,148 @@
-"""Record what happened to each run in the schedule's ledger: running, succeeded, failed…
+"""Record what happened to each run, from the worker's view of its RQ job.
 
-Called from the worker (horse and parent) with the run's RQ job; jobs without a Cronwork
-schedule in their meta (an app's own jobs on the same queue) are left alone.
+An adapter between rq's Job and the run lifecycle of cronwork.runs: it reads the schedule,
+tick, times and error of a job and calls the matching RunWriter transition. Jobs without a
+Cronwork schedule in their meta (an app's own jobs on the same queue) are left alone.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 from redis import Redis
 from rq.job import Job
 
 from cronwork.keys import Keys
-from cronwork.ledger import Ledger
-from cronwork.runs import MAX_TEXT, error_fields, schedule_of
+from cronwork.runs import (
+    FINAL_FAILURES,
+    Finish,
+    Guard,
+    RunState,
+    RunWriter,
+    error_fields,
+    result_text,
+    schedule_of,
+    tick_of,
+)
 
 log = logging.getLogger(__name__)
 
-FINAL_FAILURES = ("failed", "timed_out", "abandoned")
+__all__ = ["FINAL_FAILURES", "RunRecorder", "attempt_of", "classify_failure", "error_fields", "schedule_of"]
 
 
 def attempt_of(job: Job) -> int:
-    """1 for the first try, 2 for the first retry, …"""
-    total = int(job.meta.get("retries", 0) or 0)
+    """rq's view of the attempt: 1 for the first try, 2 for the first retry, … (the ledger's
+    own attempt number also counts requeues, whatever tool made them)."""
+    meta = job.meta if isinstance(job.meta, dict) else {}
+    total = int(meta.get("retries", 0) or 0)
     left = job.retries_left if job.retries_left is not None else total
     return max(total - left, 0) + 1
 
 
-def classify_failure(job: Job, exc_string: str) -> str:
-    """failed, timed_out or abandoned, from the failure text rq hands over."""
+def classify_failure(job: Job, exc_string: str) -> RunState:
+    """FAILED, TIMED_OUT or ABANDONED, from the failure rq hands over.
+
+    rq hands the worker's failure handler a formatted traceback, not the exception, so the
+    exception's type name is matched in it (pinned by tests/jobs/test_rq_contract.py).
+    """
     if "JobTimeoutException" in exc_string or "TimeoutSwallowed" in exc_string:
-        return "timed_out"
-    if "AbandonedJobError" in exc_string:
-        return "abandoned"
+        # Anywhere in the chain: a job that turned its timeout into another error timed out.
+        return RunState.TIMED_OUT
+    if error_fields(exc_string)["error_type"] == "AbandonedJobError":
+        return RunState.ABANDONED
     if "Work-horse terminated unexpectedly" in exc_string and job.started_at and job.timeout:
         # The horse SIGKILLed itself after ignoring its timeout (jobs.runtime._hard_kill).
         elapsed = (datetime.now(UTC) - job.started_at.replace(tzinfo=UTC)).total_seconds()
         if elapsed >= job.timeout:
-            return "timed_out"
-    return "failed"
-
-
-def _truncate(value: Any) -> str:
-    try:
-        text = json.dumps(value, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+            return RunState.TIMED_OUT
+    return RunState.FAILED
 
 
 class RunRecorder:
-    """Writes run outcomes into the ledger of the run's schedule."""
+    """Moves a job's run through its lifecycle; every write after `started` is fenced."""
 
     def __init__(self, connection: Redis, keys: Keys) -> None:
         self.connection = connection
         self.keys = keys
-        self.ledger = Ledger(connection, keys)
+        self.writer = RunWriter(connection, keys)
+        self.last = Finish(current=True)
 
-    def _record(self, job: Job, fields: dict[str, Any], attempt: bool = False) -> None:
-        """Merge `fields` into the run's record (and append them as an attempt), one round trip."""
-        name = schedule_of(job)
-        tick = job.meta.get("tick") if job.meta else None
+    def started(self, job: Job, overlap_ttl: int = 0) -> tuple[bool, str | None]:
+        """A new attempt of the job's run begins: it gets a token (kept on the job object).
+
+        Returns (True, None), or (False, job id of the run holding the overlap lock)."""
+        name, tick = schedule_of(job), tick_of(job)
         if name is None or tick is None:
-            return
-        with self.connection.pipeline(transaction=False) as pipe:
-            self.ledger.record(name, int(tick), {"job_id": job.id, **fields}, pipe)
-            if attempt:
-                started = job.started_at.replace(tzinfo=UTC).isoformat() if job.started_at else None
-                self.ledger.record_attempt(name, int(tick), {**fields, "started_at": started}, pipe)
-            if fields.get("state") == "succeeded":  # a success ends the failure streak
-                pipe.delete(self.keys.failure_streak(name), self.keys.alerted(name))
-            pipe.execute()
-        log.info("run schedule=%s job_id=%s state=%s", name, job.id, fields.get("state"))
-
-    def running(self, job: Job) -> None:
+            return True, None
+        token = f"{job.id}/{uuid4().hex[:12]}"
+        job.attempt_token = token  # type: ignore[attr-defined]  # read by the finishing writes
         started = (job.started_at or datetime.now(UTC)).replace(tzinfo=UTC)
-        self._record(
-            job,
-            {
-                "state": "running",
-                "started_at": started.isoformat(),
-                "attempt": attempt_of(job),
-                "worker": job.worker_name or "",
-            },
+        enqueued = job.enqueued_at.replace(tzinfo=UTC) if job.enqueued_at else None
+        ok, value = self.writer.started(
+            name, tick, token, job.id, job.worker_name or "", started, enqueued, overlap_ttl
         )
+        log.info("run schedule=%s job_id=%s state=running attempt=%s", name, job.id, value if ok else "-")
+        if ok:
+            return True, None
+        holder = value.split("/", 1)[0] if isinstance(value, str) else None
+        return False, holder
 
-    def succeeded(self, job: Job, result: Any) -> None:
-        fields = {
-            "state": "succeeded",
-            **self._ended(job),
-            "result": _truncate(result),
-            "attempt": attempt_of(job),
-        }
-        self._record(job, fields, attempt=True)
+    def succeeded(self, job: Job, result: Any) -> Finish:
+        fields = {**self._ended(job), "result": result_text(result)}
+        return self._finish(job, RunState.SUCCEEDED, fields, attempt=True)
 
-    def skipped_overlap(self, job: Job, result: Any) -> None:
-        self._record(job, {"state": "skipped_overlap", **self._ended(job), "result": _truncate(result)})
+    def skipped_overlap(self, job: Job, result: Any) -> Finish:
+        fields = {**self._ended(job), "result": result_text(result)}
+        return self._finish(job, RunState.SKIPPED_OVERLAP, fields, attempt=False)
 
-    def failed(self, job: Job, exc_string: str, will_retry: bool, attempt: int | None = None) -> str:
-        """Record a failure; returns the state written (retrying or a final failure)."""
-        state = "retrying" if will_retry else classify_failure(job, exc_string)
-        fields: dict[str, Any] = {"state": state, **self._ended(job), **error_fields(exc_string)}
-        fields["attempt"] = attempt or attempt_of(job)
+    def failed(
+        self,
+        job: Job,
+        exc_string: str,
+        will_retry: bool,
+        attempt: int | None = None,
+        worker: str | None = None,
+    ) -> RunState:
+        """Record a failure; returns the state written (RETRYING or a final failure).
+
+        `worker`: the name of the worker whose horse ran the attempt, when the failure is
+        recorded outside that horse. `self.last` tells whether the write was current and the
+        schedule's failure streak after it. (`attempt` is ignored: the ledger counts.)"""
+        state = RunState.RETRYING if will_retry else classify_failure(job, exc_string)
+        fields: dict[str, Any] = {**self._ended(job), **error_fields(exc_string)}
         if job.started_at is None:
             fields.pop("duration", None)
-        self._record(job, fields, attempt=True)
+        self._finish(job, state, fields, attempt=True, worker=worker)
         return state
+
+    def _finish(
+        self, job: Job, state: RunState, fields: dict[str, Any], attempt: bool, worker: str | None = None
+    ) -> Finish:
+        name, tick = schedule_of(job), tick_of(job)
+        if name is None or tick is None:
+            self.last = Finish(current=True)
+            return self.last
+        token = getattr(job, "attempt_token", None)
+        if token:
+            guard, value = Guard.TOKEN, token
+        elif worker or job.worker_name:
+            guard, value = Guard.OWNER, worker or job.worker_name or ""
+        else:
+            guard, value = Guard.OPEN, ""
+        entry = None
+        if attempt:
+            started = job.started_at.replace(tzinfo=UTC).isoformat() if job.started_at else None
+            entry = {**fields, "started_at": started}
+        self.last = self.writer.finished(name, tick, state, guard, value, {"job_id": job.id, **fields}, entry)
+        if self.last.current:
+            log.info("run schedule=%s job_id=%s state=%s", name, job.id, state)
+        else:
+            log.warning("stale attempt schedule=%s job_id=%s: %s not recorded, a newer attempt owns the run",
+                        name, job.id, state)
+        return self.last
 
     @staticmethod
     def _ended(job: Job) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 from types import FrameType
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from flask import Flask
 from redis import Redis
@@ -93,24 +93,18 @@ class AppJob(JSONJob):
 
     def _perform_with_lock(self, app: Flask) -> Any:
         recorder = RunRecorder(get_redis(app), Keys(app.config["CRONWORK_PREFIX"]))
-        name = schedule_of(self)
-        if name is None or self.meta.get("overlap") != "skip":
-            recorder.running(self)
-            return self._perform_checked()
-        lock_key = recorder.keys.overlap_lock(name)
-        ttl = int(self.timeout or 0) + HARD_KILL_GRACE + OVERLAP_LOCK_MARGIN
-        redis = get_redis(app)
-        if not redis.set(lock_key, self.id, nx=True, ex=ttl):
-            # Bytes: the clients are made without decode_responses (app/extensions.py).
-            holder = cast(bytes | None, redis.get(lock_key))
+        meta = self.meta if isinstance(self.meta, dict) else {}
+        ttl = 0
+        if meta.get("overlap") == "skip":
+            ttl = int(self.timeout or 0) + HARD_KILL_GRACE + OVERLAP_LOCK_MARGIN
+        # The attempt's token fences every later write of this run (record, lock, rq status);
+        # the overlap lock is taken in the same script, so a dead worker's lock expires on its own.
+        started, holder = recorder.started(self, ttl)
+        if not started:
             self.outcome = "skipped_overlap"
-            log.info("skipped_overlap schedule=%s held_by=%s", name, holder.decode() if holder else "?")
-            return {"skipped": "overlap", "running": holder.decode() if holder else None}
-        try:
-            recorder.running(self)
-            return self._perform_checked()
-        finally:
-            release_overlap_lock(redis, recorder.keys, name, self.id)
+            log.info("skipped_overlap schedule=%s held_by=%s", schedule_of(self), holder or "?")
+            return {"skipped": "overlap", "running": holder}
+        return self._perform_checked()
 
     def _perform_checked(self) -> Any:
         result = super().perform()
@@ -119,9 +113,9 @@ class AppJob(JSONJob):
         return result
 
 
-def release_overlap_lock(redis: Redis, keys: Keys, name: str, job_id: str) -> bool:
-    """Release a schedule's overlap lock if `job_id` holds it (a dead run's, or our own)."""
-    return bool(redis.eval(COMPARE_AND_DELETE, 1, keys.overlap_lock(name), job_id))
+def release_overlap_lock(redis: Redis, keys: Keys, name: str, token: str) -> bool:
+    """Release a schedule's overlap lock if the attempt `token` holds it."""
+    return bool(redis.eval(COMPARE_AND_DELETE, 1, keys.overlap_lock(name), token))
 
 
 def bind_app(app: Flask) -> type[AppJob]:

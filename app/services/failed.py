@@ -6,14 +6,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from redis import Redis
+from redis import Redis, WatchError
 from rq import Queue
-from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.exceptions import NoSuchJobError
 
 from cronwork.jobdata import UndecodableJob, fetch_many_checked, latest_result_checked
 from cronwork.keys import Keys
-from cronwork.ledger import Ledger
-from cronwork.runs import error_fields, schedule_of
+from cronwork.runs import RunWriter, error_fields, schedule_of, tick_of
 from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
 
 
@@ -75,23 +74,35 @@ def list_failed(connection: Redis, schedule: str | None = None) -> list[FailedRu
 
 
 def requeue(connection: Redis, keys: Keys, job_id: str) -> FailedRun:
-    """Put one failed job back on its queue; it keeps its args, meta and scheduled_for."""
+    """Put one failed job back on its queue; it keeps its args, meta and scheduled_for.
+
+    The job leaves the failed registry, enters its queue and its run record turns `enqueued`
+    (outcome cleared, `requeued_at` set) in one transaction."""
     try:
         job = JSONJob.fetch(job_id, connection=connection)
     except NoSuchJobError:
         raise RequeueError(f"no job {job_id!r}") from None
-    registry = json_queue(job.origin, connection).failed_job_registry
+    queue = json_queue(job.origin, connection)
+    registry = queue.failed_job_registry
     if job_id not in registry:
         raise RequeueError(f"job {job_id!r} is not in the failed registry of queue {job.origin!r}")
     run = next(r for r in list_failed(connection, schedule_of(job)) if r.job_id == job_id)
+    name, tick = schedule_of(job), tick_of(job)
     try:
-        registry.requeue(job)
-    except InvalidJobOperation as exc:
-        raise RequeueError(str(exc)) from None
-    name, tick = schedule_of(job), job.meta.get("tick")
-    if name is not None and tick is not None:
-        now = datetime.now(UTC).isoformat()
-        Ledger(connection, keys).record(name, int(tick), {"state": "enqueued", "requeued_at": now})
+        with connection.pipeline(transaction=True) as pipe:
+            # WATCH: a concurrent requeue (ours, rq-dashboard's, `rq requeue`) wins, never both.
+            pipe.watch(registry.key)
+            if pipe.zscore(registry.key, job_id) is None:
+                raise RequeueError(f"job {job_id!r} was requeued meanwhile")
+            pipe.multi()
+            pipe.zrem(registry.key, job_id)
+            job.started_at = job.ended_at = None
+            queue.enqueue_job(job, pipeline=pipe)
+            if name is not None and tick is not None:
+                RunWriter(connection, keys).requeued(pipe, name, tick, datetime.now(UTC))
+            pipe.execute()
+    except WatchError:
+        raise RequeueError(f"job {job_id!r} was requeued meanwhile") from None
     return run
 
 

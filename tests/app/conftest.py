@@ -124,7 +124,7 @@ def seed_ledger(redis: Redis, name: str, states: list[str], every: int = 1800) -
             fields["result"] = '{"ok": true}'
         if state in ("failed", "timed_out"):
             fields.update(error_type="RuntimeError", error=f"boom at {tick}")
-        ledger.record(name, tick, fields)
+        ledger.put(name, tick, fields)
     return ticks
 
 

@@ -43,7 +43,7 @@ def value(series: Series, name: str, **labels: str) -> float:
 def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, redis: Redis) -> None:
     ticks = seed_ledger(redis, "hc", ["succeeded", "missed", "failed", "timed_out", "missed", "succeeded"])
     manual_tick = ticks[-1] + 60
-    Ledger(redis, KEYS).record(
+    Ledger(redis, KEYS).put(
         "hc", manual_tick, {"state": "enqueued", "trigger": "manual", "lag": 0, "job_id": "x"}
     )
     redis.set(KEYS.failure_streak("nightly"), 3)

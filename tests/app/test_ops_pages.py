@@ -114,11 +114,11 @@ def test_login_redirects_back_to_the_page_asked_for(client: FlaskClient) -> None
 def test_schedule_page_shows_each_attempt_of_a_retried_run(client: FlaskClient, redis: Redis) -> None:
     [tick] = seed_ledger(redis, "hc", ["failed"])
     ledger = Ledger(redis, KEYS)
-    ledger.record("hc", tick, {"attempt": 2})
-    ledger.record_attempt(
+    ledger.put("hc", tick, {"attempt": 2})
+    ledger.put_attempt(
         "hc", tick, {"attempt": 1, "state": "retrying", "error_type": "IOError", "error": "flaky"}
     )
-    ledger.record_attempt(
+    ledger.put_attempt(
         "hc", tick, {"attempt": 2, "state": "failed", "error_type": "IOError", "error": "again"}
     )
     log_in(client)

@@ -39,7 +39,7 @@ def record(redis: Redis, name: str, at: datetime, state: str, duration: float | 
     fields: dict[str, Any] = {"state": state}
     if duration is not None:
         fields["duration"] = duration
-    Ledger(redis, KEYS).record(name, int(at.timestamp()), fields)
+    Ledger(redis, KEYS).put(name, int(at.timestamp()), fields)
 
 
 def register(redis: Redis, *names: str) -> None:
@@ -120,7 +120,7 @@ def test_report_says_when_the_ledger_cap_cut_the_day(admins: list[int], redis: R
     ledger = Ledger(redis, KEYS, cap=LEDGER_CAP)
     for i in range(LEDGER_CAP + 10):  # every 30 s: more ticks than the ledger keeps
         at = start + timedelta(seconds=30 * i)
-        ledger.record("health_check", int(at.timestamp()), {"state": "succeeded", "duration": 0.01})
+        ledger.put("health_check", int(at.timestamp()), {"state": "succeeded", "duration": 0.01})
     assert daily_report(redis, KEYS, DAY)["runs"] == LEDGER_CAP
     body = db.session.scalar(select(Notification.body))
     assert body.endswith(f"(ledger keeps the last {LEDGER_CAP} ticks only)")

@@ -75,8 +75,8 @@ def test_old_ledger_entries_are_trimmed(redis: Redis) -> None:
     ledger = Ledger(redis, KEYS)
     old, recent = int((NOW - 91 * DAY).timestamp()), int((NOW - 89 * DAY).timestamp())
     for name in ("check_task_warnings", "daily_report"):
-        ledger.record(name, old, {"state": "succeeded"})
-        ledger.record(name, recent, {"state": "failed"})
+        ledger.put(name, old, {"state": "succeeded"})
+        ledger.put(name, recent, {"state": "failed"})
     redis.set("other:ledger:thing", 1)  # another prefix: not ours
     assert cleanup_old_data(NOW, redis, KEYS)["ledger_entries"] == 2
     for name in ("check_task_warnings", "daily_report"):

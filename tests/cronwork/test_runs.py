@@ -1,0 +1,158 @@
+"""The run lifecycle on a real Redis: named transitions, replaced outcomes, fenced attempts."""
+
+from __future__ import annotations
+
+import traceback
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis import Redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.runs import Guard, RunState, RunWriter, Trigger, error_fields
+
+KEYS = Keys()
+T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
+TICK = int(T0.timestamp())
+
+
+@pytest.fixture
+def redis(redis_url: str) -> Redis:
+    return Redis.from_url(redis_url)
+
+
+@pytest.fixture
+def runs(redis: Redis) -> RunWriter:
+    return RunWriter(redis, KEYS)
+
+
+def record(redis: Redis, tick: int = TICK) -> dict[str, object]:
+    return next(r for r in Ledger(redis, KEYS).history("nightly") if r["tick"] == tick)
+
+
+def enqueue(redis: Redis, runs: RunWriter, tick: int = TICK) -> None:
+    with redis.pipeline(transaction=True) as pipe:
+        runs.enqueued(pipe, "nightly", tick, f"cronwork-nightly-{tick}", Trigger.SCHEDULE, T0, 0.01)
+        pipe.execute()
+
+
+def start(runs: RunWriter, token: str, worker: str = "w1", tick: int = TICK, ttl: int = 60) -> tuple[bool, object]:
+    return runs.started("nightly", tick, token, f"cronwork-nightly-{tick}", worker, T0, T0, ttl)
+
+
+def finish(runs: RunWriter, state: RunState, token: str, tick: int = TICK, **fields: object) -> bool:
+    ended = {"ended_at": (T0 + timedelta(seconds=5)).isoformat(), "duration": 5.0, **fields}
+    return runs.finished("nightly", tick, state, Guard.TOKEN, token, ended, {"started_at": T0.isoformat()}).current
+
+
+def test_states_know_whether_they_are_final_and_failures() -> None:
+    assert {s for s in RunState if s.is_failure} == {RunState.FAILED, RunState.TIMED_OUT, RunState.ABANDONED}
+    assert not RunState.RETRYING.is_final and not RunState.RUNNING.is_final
+    assert RunState.SUCCEEDED.is_final and RunState.MISSED.is_final and not RunState.SUCCEEDED.is_failure
+
+
+def test_fail_retry_succeed_leaves_no_stale_error(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    assert start(runs, "a") == (True, 1)
+    assert finish(runs, RunState.RETRYING, "a", error_type="RuntimeError", error="boom")
+    assert start(runs, "b") == (True, 2)
+    assert finish(runs, RunState.SUCCEEDED, "b", result='{"ok": true}')
+    rec = record(redis)
+    assert rec["state"] == "succeeded" and rec["attempt"] == 2 and rec["result"] == {"ok": True}
+    assert "error" not in rec and "error_type" not in rec
+    assert rec["lag"] == 0.01 and rec["trigger"] == "schedule"  # the enqueue is kept
+    attempts = Ledger(redis, KEYS).attempts("nightly", TICK)
+    assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "retrying"), (2, "succeeded")]
+
+
+def test_a_stale_attempt_can_neither_overwrite_nor_release_the_newer_one(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    start(runs, "old", worker="w1")
+    # w1's parent died; another worker's maintenance finds the run abandoned and retries it.
+    abandoned = runs.finished("nightly", TICK, RunState.RETRYING, Guard.OWNER, "w1", {"error": "abandoned"}, {})
+    assert abandoned.current and redis.get(KEYS.overlap_lock("nightly")) is None  # the dead one's lock
+    assert start(runs, "new", worker="w2") == (True, 2)
+    # The orphaned first attempt ends now: nothing it writes lands, the lock stays the retry's.
+    assert not finish(runs, RunState.SUCCEEDED, "old")
+    assert not runs.finished("nightly", TICK, RunState.FAILED, Guard.OWNER, "w1", {}).current
+    rec = record(redis)
+    assert rec["state"] == "running" and rec["token"] == "new" and rec["worker"] == "w2"
+    assert redis.get(KEYS.overlap_lock("nightly")) == b"new"
+    assert finish(runs, RunState.SUCCEEDED, "new") and redis.get(KEYS.overlap_lock("nightly")) is None
+
+
+def test_overlap_lock_held_by_another_run_is_reported(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    enqueue(redis, runs, TICK + 60)
+    assert start(runs, "first") == (True, 1)
+    assert start(runs, "second", tick=TICK + 60) == (False, "first")
+    assert runs.finished("nightly", TICK + 60, RunState.SKIPPED_OVERLAP, Guard.TOKEN, "second", {}).current
+    assert redis.get(KEYS.overlap_lock("nightly")) == b"first"  # the skipped one releases nothing
+
+
+def test_a_requeued_tick_counts_once_in_the_streak_and_numbers_its_attempts(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    start(runs, "a")
+    finish(runs, RunState.FAILED, "a", error="first")
+    assert redis.get(KEYS.failure_streak("nightly")) == b"1"
+    # Requeued by a tool that writes no record (`rq requeue`, rq-dashboard): noticed at start.
+    assert start(runs, "b") == (True, 2)
+    assert record(redis)["requeued_at"] == T0.isoformat() and "error" not in record(redis)
+    finish(runs, RunState.FAILED, "b", error="again")
+    assert redis.get(KEYS.failure_streak("nightly")) == b"1"
+    enqueue(redis, runs, TICK + 60)
+    start(runs, "c", tick=TICK + 60)
+    finish(runs, RunState.TIMED_OUT, "c", tick=TICK + 60)
+    assert redis.get(KEYS.failure_streak("nightly")) == b"2"
+    enqueue(redis, runs, TICK + 120)
+    start(runs, "d", tick=TICK + 120)
+    finish(runs, RunState.SUCCEEDED, "d", tick=TICK + 120)
+    assert redis.get(KEYS.failure_streak("nightly")) is None
+
+
+def test_enqueued_replaces_whatever_the_tick_held(redis: Redis, runs: RunWriter) -> None:
+    Ledger(redis, KEYS).put("nightly", TICK, {"state": "failed", "error": "stale", "attempt": 3})
+    enqueue(redis, runs)
+    rec = record(redis)
+    assert rec["state"] == "enqueued" and "error" not in rec and "attempt" not in rec
+
+
+def test_requeued_clears_the_outcome_and_keeps_the_enqueue(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    start(runs, "a")
+    finish(runs, RunState.FAILED, "a", error="boom")
+    with redis.pipeline(transaction=True) as pipe:
+        runs.requeued(pipe, "nightly", TICK, T0 + timedelta(hours=1))
+        pipe.execute()
+    rec = record(redis)
+    assert rec["state"] == "enqueued" and "error" not in rec and rec["lag"] == 0.01
+    assert rec["requeued_at"] == (T0 + timedelta(hours=1)).isoformat()
+
+
+def test_database_errors_keep_the_drivers_message() -> None:
+    engine = create_engine("sqlite://")
+    with pytest.raises(OperationalError) as caught, engine.connect() as conn:
+        conn.execute(text("SELECT * FROM missing_table"))
+    fields = error_fields("".join(traceback.format_exception(caught.value)))
+    assert fields == {
+        "error_type": "OperationalError",
+        "error": "(sqlite3.OperationalError) no such table: missing_table",
+    }
+
+
+def test_error_fields_of_plain_and_chained_errors() -> None:
+    assert error_fields("AbandonedJobError: worker died mid-job") == {
+        "error_type": "AbandonedJobError",
+        "error": "worker died mid-job",
+    }
+    try:
+        try:
+            raise ValueError("inner")
+        except ValueError as exc:
+            raise RuntimeError("outer") from exc
+    except RuntimeError as exc:
+        chained = "".join(traceback.format_exception(exc))
+    assert error_fields(chained) == {"error_type": "RuntimeError", "error": "outer"}
