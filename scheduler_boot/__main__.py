@@ -14,12 +14,11 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from app import create_app
-from app.extensions import redis_from_config
-from app.readiness import ServiceUnavailable, wait_for_services
+from cronwork.connection import ServiceUnavailable, redis_from_settings, wait_for_redis
 from cronwork.keys import Keys
-from cronwork.spec import Schedule, ScheduleError, load_schedule
-from cronwork.store import fired_oneoffs
+from cronwork.loader import expired_message, load_schedule
+from cronwork.settings import CronworkSettings, SettingsError
+from cronwork.spec import Schedule, ScheduleError
 from cronwork.timing import fire_times
 from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan, compute_plan
@@ -27,6 +26,7 @@ from scheduler_boot.sync import apply_plan, compute_plan
 log = logging.getLogger("scheduler_boot")
 
 EXIT_BAD_SCHEDULE = 2
+EXIT_BAD_SETTINGS = 2
 EXIT_UNAVAILABLE = 1
 
 
@@ -55,41 +55,51 @@ def print_next(schedule: Schedule, count: int, now: datetime) -> None:
             sys.stdout.write(f"{name}\t{instant.astimezone(spec.zone).isoformat()}\n")
 
 
+def check(schedule: Schedule, now: datetime) -> int:
+    """--check: the file is valid; an enabled one-off already past is reported (exit 2).
+
+    Offline, --check cannot know whether the scheduler ran it: it says so and how to clean
+    up, while a sync treats it as `expired` and starts normally.
+    """
+    expired = schedule.expired(now)
+    for name in expired:
+        sys.stderr.write(expired_message(schedule.path, schedule.specs[name]) + "\n")
+    if expired:
+        return EXIT_BAD_SCHEDULE
+    enabled = len(schedule.enabled)
+    sys.stdout.write(f"{schedule.path}: ok, {len(schedule.specs)} schedules ({enabled} enabled)\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Needs Redis only: no Flask app, no database (issue 10: a database outage must not
+    stop schedules from firing)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = create_app()
-    path = args.file or app.config["SCHEDULE_FILE"]
-    now = datetime.now(UTC)
-    past_oneoffs = False
     try:
-        schedule = load_schedule(path, now)
+        settings = CronworkSettings.from_env()
+    except SettingsError as exc:
+        sys.stderr.write(f"scheduler_boot: {exc}\n")
+        return EXIT_BAD_SETTINGS
+    try:
+        schedule = load_schedule(args.file or settings.schedule_file)
     except ScheduleError as exc:
-        # Offline checks stay strict; the scheduler asks Redis whether it ran those one-offs.
-        if args.check or args.next is not None or not exc.only_past_oneoffs:
-            sys.stderr.write(f"{exc}\n")
-            return EXIT_BAD_SCHEDULE
-        past_oneoffs = True
+        sys.stderr.write(f"{exc}\n")
+        return EXIT_BAD_SCHEDULE
+    now = datetime.now(UTC)
     if args.check:
-        sys.stdout.write(f"{path}: ok, {len(schedule.specs)} schedules ({len(schedule.enabled)} enabled)\n")
-        return 0
+        return check(schedule, now)
     if args.next is not None:
         print_next(schedule, args.next, now)
         return 0
 
     try:
-        wait_for_services(app)
+        wait_for_redis(settings)
     except ServiceUnavailable as exc:
         sys.stderr.write(f"scheduler_boot: {exc}\n")
         return EXIT_UNAVAILABLE
-    connection = redis_from_config(app.config)
-    keys = Keys(app.config["CRONWORK_PREFIX"])
-    if past_oneoffs:
-        try:
-            schedule = load_schedule(path, now, fired_oneoffs(connection, keys))
-        except ScheduleError as exc:
-            sys.stderr.write(f"{exc}\n")
-            return EXIT_BAD_SCHEDULE
+    connection = redis_from_settings(settings)
+    keys = Keys(settings.prefix)
     if args.dry_run:
         sys.stdout.write(compute_plan(connection, schedule.specs, keys, now).render() + "\n")
         return 0
@@ -99,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.sync_only:
         return 0
     scheduler = CronworkScheduler(connection, keys)
-    log.info("scheduler name=%s started, %d schedules", scheduler.name, len(schedule.enabled))
+    active = len(plan.added) + len(plan.updated) + len(plan.unchanged)
+    log.info("scheduler name=%s started, %d schedules", scheduler.name, active)
     scheduler.run(burst=args.burst)
     return 0
 

@@ -13,7 +13,7 @@ FORBIDDEN = {
     "cronwork": {"app", "jobs", "scheduler_boot"},
     "app": {"jobs", "scheduler_boot"},
     "jobs": {"scheduler_boot"},
-    "scheduler_boot": {"jobs"},  # and app, once the scheduler needs only Redis (issue 10.7)
+    "scheduler_boot": {"app", "jobs"},  # the scheduler needs Redis only (issue 10)
 }
 
 

@@ -7,24 +7,24 @@ lists the disabled schedules that a sync never registers.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from flask import Flask, current_app
 from redis import Redis
 
-from app.extensions import get_redis
+from app.extensions import cronwork
+from cronwork import store
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
+from cronwork.loader import load_schedule
 from cronwork.runjob import build_run_job
 from cronwork.serializer import json_queue
-from cronwork.spec import ScheduleError, ScheduleSpec, load_schedule
-from cronwork.store import fired_oneoffs
+from cronwork.spec import ScheduleError, ScheduleSpec
 from cronwork.timing import fire_times
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,8 @@ MAX_REASON = 500  # characters of a pause reason
 NEXT_FIRES = 5
 RECENT_RUNS = 30
 MAX_HISTORY = 500
+# Parsed specs per version of the file: safe to share because parsing is pure (the same file
+# gives the same specs whatever the clock or Redis), so every process shows the same list.
 _declared_cache: dict[tuple[str, int], dict[str, ScheduleSpec]] = {}
 
 
@@ -117,15 +119,16 @@ class ScheduleService:
         """The service on the app's Redis, prefix and schedule file."""
         # ignore: Flask types current_app as Flask, but it is a LocalProxy to unwrap.
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        return cls(get_redis(app), Keys(app.config["CRONWORK_PREFIX"]), app.config.get("SCHEDULE_FILE"))
+        # The file is read from app.config, not the settings built by create_app():
+        # tests/app/conftest.py still sets SCHEDULE_FILE after the factory. Switch to
+        # cronwork.settings(app).schedule_file once it passes the file to create_app().
+        return cls(cronwork.redis(app), cronwork.keys(app), app.config.get("SCHEDULE_FILE"))
 
     # -- reading ---------------------------------------------------------------------------
 
     def registered(self) -> dict[str, ScheduleSpec]:
         """Specs written by the last sync."""
-        # Replies are bytes: the clients are made without decode_responses (app/extensions.py).
-        raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.definitions))
-        return {k.decode(): ScheduleSpec.from_dict(json.loads(v)["spec"]) for k, v in raw.items()}
+        return store.registered_specs(self.connection, self.keys)
 
     def declared(self) -> dict[str, ScheduleSpec]:
         """Specs of the schedule file (empty when it is missing or invalid: logged)."""
@@ -139,8 +142,7 @@ class ScheduleService:
         if key not in _declared_cache:  # parsed once per version of the file
             _declared_cache.clear()
             try:
-                fired = fired_oneoffs(self.connection, self.keys)
-                _declared_cache[key] = dict(load_schedule(self.schedule_file, self.clock(), fired).specs)
+                _declared_cache[key] = dict(load_schedule(self.schedule_file).specs)
             except ScheduleError as exc:
                 log.warning("schedule file invalid, showing registered schedules only: %s", exc)
                 _declared_cache[key] = {}
@@ -148,8 +150,7 @@ class ScheduleService:
 
     def paused(self) -> dict[str, dict[str, str]]:
         """Paused schedules: name → {reason, since}."""
-        raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.paused))
-        return {k.decode(): _pause_record(v) for k, v in raw.items()}
+        return {name: pause.as_dict() for name, pause in store.pauses(self.connection, self.keys).items()}
 
     def overview(self, recent: int = RECENT_RUNS) -> list[ScheduleView]:
         """Every declared or registered schedule, by name."""
@@ -219,7 +220,7 @@ class ScheduleService:
             raise UnknownSchedule(f"unknown schedule {name!r}")
 
     def _known(self, name: str) -> bool:
-        return bool(self.connection.hexists(self.keys.definitions, name)) or name in self.declared()
+        return store.is_registered(self.connection, self.keys, name) or name in self.declared()
 
     # -- acting ----------------------------------------------------------------------------
 
@@ -229,16 +230,16 @@ class ScheduleService:
         if not self._known(name):
             raise UnknownSchedule(f"unknown schedule {name!r}")
         since = self.paused().get(name, {}).get("since") or self.clock().isoformat()
-        record = {"reason": text, "since": since}
-        self.connection.hset(self.keys.paused, name, json.dumps(record))
+        pause = store.Pause(reason=text, since=since)
+        store.set_pause(self.connection, self.keys, name, pause)
         log.info("paused schedule=%s reason=%r", name, text)
-        return record
+        return pause.as_dict()
 
     def resume(self, name: str) -> bool:
         """Resume a schedule; False if it was not paused."""
-        if not self._known(name) and not self.connection.hexists(self.keys.paused, name):
+        if not self._known(name) and not store.is_paused(self.connection, self.keys, name):
             raise UnknownSchedule(f"unknown schedule {name!r}")
-        resumed = bool(self.connection.hdel(self.keys.paused, name))
+        resumed = store.clear_pause(self.connection, self.keys, name)
         log.info("resumed schedule=%s was_paused=%s", name, resumed)
         return resumed
 
@@ -277,11 +278,3 @@ def check_reason(reason: Any) -> str:
     if any(ord(ch) < 32 for ch in text):
         raise InvalidReason("reason must be one line of plain text")
     return text
-
-
-def _pause_record(raw: bytes) -> dict[str, str]:
-    try:
-        data = json.loads(raw)
-        return {"reason": str(data.get("reason", "")), "since": str(data.get("since", ""))}
-    except (ValueError, AttributeError):
-        return {"reason": raw.decode(errors="replace"), "since": ""}

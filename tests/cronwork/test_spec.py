@@ -1,14 +1,17 @@
-"""Schedule file validation: a corpus of broken files, each named precisely."""
+"""Schedule file validation: a corpus of broken files, each named precisely; a pure loader."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from app.config import DEFAULT_SCHEDULE_FILE
-from cronwork.spec import ScheduleError, ScheduleSpec, load_schedule
+from cronwork.loader import accepts_keyword, expired_message, load_schedule
+from cronwork.settings import DEFAULT_SCHEDULE_FILE, PROJECT_ROOT
+from cronwork.spec import ScheduleError, ScheduleSpec
 
 NOW = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
 
@@ -72,9 +75,9 @@ BROKEN = {
         "exactly one of cron, every, at is required (found cron, every)",
     ),
     "no_trigger": ('[schedules.a]\nfunc = "jobs.system.health_check"', "(found none)"),
-    "past_at": (
-        '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2020-01-01T10:00:00',
-        "schedules.a.at: 2020-01-01T10:00:00 is in the past",
+    "func_not_callable": (
+        '[schedules.a]\nfunc = "jobs.alerts.MAX_PENDING_ALERTS"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.alerts' has no callable 'MAX_PENDING_ALERTS'",
     ),
     "at_with_offset": (
         '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2030-01-01T10:00:00+08:00',
@@ -140,7 +143,7 @@ def write(tmp_path: Path, body: str) -> Path:
 
 
 def test_good_file_parses_into_frozen_specs(tmp_path: Path) -> None:
-    schedule = load_schedule(write(tmp_path, GOOD), NOW)
+    schedule = load_schedule(write(tmp_path, GOOD))
     spec = schedule.specs["daily_env_stats"]
     assert spec.retries == 2 and spec.timeout == 300 and spec.timezone == "Asia/Shanghai"
     assert spec.kwargs == {"source": "test"}
@@ -151,7 +154,7 @@ def test_good_file_parses_into_frozen_specs(tmp_path: Path) -> None:
 
 
 def test_spec_round_trips_through_its_dict_form(tmp_path: Path) -> None:
-    spec = load_schedule(write(tmp_path, GOOD), NOW).specs["daily_env_stats"]
+    spec = load_schedule(write(tmp_path, GOOD)).specs["daily_env_stats"]
     again = ScheduleSpec.from_dict(spec.to_dict())
     assert again == spec
     assert again.definition_hash() == spec.definition_hash()
@@ -161,7 +164,7 @@ def test_spec_round_trips_through_its_dict_form(tmp_path: Path) -> None:
 def test_broken_file_names_file_schedule_and_field(tmp_path: Path, case: str) -> None:
     body, expected = BROKEN[case]
     with pytest.raises(ScheduleError) as info:
-        load_schedule(write(tmp_path, body), NOW)
+        load_schedule(write(tmp_path, body))
     assert any(expected in line for line in info.value.errors), info.value.errors
     assert all(line.startswith(("schedule.toml", str(tmp_path))) for line in info.value.errors)
 
@@ -169,20 +172,20 @@ def test_broken_file_names_file_schedule_and_field(tmp_path: Path, case: str) ->
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     body = '[schedules.a]\nfunc = "os.system"\ncron = "* *"\ntimezone = "Nowhere"\nretries = -2'
     with pytest.raises(ScheduleError) as info:
-        load_schedule(write(tmp_path, body), NOW)
+        load_schedule(write(tmp_path, body))
     fields = {line.split(": ")[1] for line in info.value.errors}
     assert {"schedules.a.func", "schedules.a.timezone", "schedules.a.retries"} <= fields
 
 
 def test_disabled_past_one_off_is_accepted(tmp_path: Path) -> None:
     body = '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2020-01-01T10:00:00\nenabled = false'
-    schedule = load_schedule(write(tmp_path, body), NOW)
+    schedule = load_schedule(write(tmp_path, body))
     assert schedule.enabled == {}
 
 
 def test_missing_file_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ScheduleError, match="file not found"):
-        load_schedule(tmp_path / "absent.toml", NOW)
+        load_schedule(tmp_path / "absent.toml")
 
 
 def test_the_shipped_schedule_is_valid() -> None:
@@ -196,3 +199,39 @@ def test_the_shipped_schedule_is_valid() -> None:
     assert schedule.specs["daily_env_stats"].next_fire(datetime(2026, 11, 22, tzinfo=UTC)) == datetime(
         2026, 11, 22, 17, 3, 20, tzinfo=UTC
     )
+
+
+PAST_ONE_OFF = '[schedules.a]\nfunc = "jobs.system.health_check"\ntimezone = "UTC"\nat = 2020-01-01T10:00:00'
+
+
+def test_a_past_one_off_parses_like_any_other_and_is_reported_expired(tmp_path: Path) -> None:
+    """Issue 10: parsing never depends on the clock; "in the past" is the sync's business."""
+    path = write(tmp_path, PAST_ONE_OFF)
+    first, second = load_schedule(path), load_schedule(path)
+    assert first == second and set(first.enabled) == {"a"}
+    spec = first.specs["a"]
+    at = datetime(2020, 1, 1, 10, tzinfo=UTC)
+    assert not spec.is_expired(at - timedelta(seconds=1)) and spec.is_expired(at)
+    assert first.expired(at) == ["a"] and first.expired(at - timedelta(days=1)) == []
+    assert expired_message(path, spec) == (
+        "schedule.toml: schedules.a.at: 2020-01-01T10:00:00 is in the past; remove it or set enabled = false"
+    )
+
+
+def test_loading_imports_no_job_code() -> None:
+    """func is checked from source: the scheduler must not need the Flask app (issue 10)."""
+    code = (
+        "import sys; from cronwork.loader import load_schedule; load_schedule(sys.argv[1]); "
+        "print(sorted(m for m in ('app', 'jobs.system', 'flask') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(DEFAULT_SCHEDULE_FILE)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_accepts_keyword_reads_the_signature_from_source() -> None:
+    assert accepts_keyword("jobs.tasks.update_time_progress", "scheduled_for") is True
+    assert accepts_keyword("jobs.stages.update_stage_status", "scheduled_for") is False
+    assert accepts_keyword("jobs.nothing.here", "scheduled_for") is None

@@ -97,3 +97,48 @@ def test_restart_after_a_one_off_fired_is_not_a_broken_file(
     # Offline, --check cannot know it ran: it still says so, and how to clean up.
     check = run("--check", "--file", str(path), env=process_env)
     assert check.returncode == 2 and "is in the past; remove it or set enabled = false" in check.stderr
+
+
+UNREACHABLE_DB = "postgresql://cronwork:secret@127.0.0.1:1/nowhere"
+
+
+def test_the_scheduler_fires_with_the_database_down(
+    tmp_path: Path, processes: Processes, redis: Redis
+) -> None:
+    """Issue 10: the scheduler needs Redis only; a database outage must not stop ticks."""
+    path = tmp_path / "schedule.toml"
+    path.write_text(
+        '[schedules.tick]\nfunc = "jobs.system.health_check"\nevery = "2s"\ntimeout = "1s"\n'
+    )
+    loop = processes.start(
+        "-m", "scheduler_boot", "--file", str(path), name="scheduler",
+        extra_env={"DATABASE_URL": UNREACHABLE_DB, "STARTUP_TIMEOUT": "1"},
+    )
+    job_ids = wait_until(lambda: json_queue("default", redis).job_ids, timeout=30)
+    assert isinstance(job_ids, list) and job_ids[0].startswith("cronwork-tick-")
+    assert loop.poll() is None, processes.output(loop)
+    assert "database" not in processes.output(loop).lower()
+
+
+def test_sync_imports_neither_the_app_nor_the_jobs(tmp_path: Path, process_env: dict[str, str]) -> None:
+    path = tmp_path / "schedule.toml"
+    path.write_text(SCHEDULE)
+    code = (
+        "import sys; from scheduler_boot.__main__ import main; "
+        f"code = main(['--sync-only', '--file', {str(path)!r}]); "
+        "print(code, sorted(m for m in ('app', 'flask', 'sqlalchemy', 'jobs.system') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60,
+        env={**process_env, "DATABASE_URL": UNREACHABLE_DB},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "0 []"
+
+
+def test_a_bad_setting_exits_2_naming_its_variable(tmp_path: Path, process_env: dict[str, str]) -> None:
+    path = tmp_path / "schedule.toml"
+    path.write_text(SCHEDULE)
+    done = run("--sync-only", "--file", str(path), env={**process_env, "STARTUP_TIMEOUT": "abc"})
+    assert done.returncode == 2
+    assert done.stderr.strip() == "scheduler_boot: STARTUP_TIMEOUT: expected a number of seconds, got 'abc'"

@@ -1,4 +1,5 @@
-"""Reconcile: add new, keep unchanged untouched, replace changed, remove undeclared — only ours."""
+"""Reconcile: add new, keep unchanged untouched, replace changed, remove undeclared — only ours;
+expire past one-offs; rewrite pickled templates."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from redis import Redis
+from rq.job import Job
 from rq_scheduler import Scheduler
 
 from app.config import PROJECT_ROOT
+from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.serializer import JSONJob
 from jobs.system import health_check
 from scheduler_boot.sync import apply_plan, compute_plan
 from tests.scheduler_boot.helpers import schedule_from
@@ -154,3 +158,55 @@ def test_dry_run_and_broken_file_write_nothing(
     assert bad.returncode == 2
     assert bad.stderr.strip() == "broken.toml: schedules.bad.func: 'os.system' is outside the jobs package"
     assert redis.dbsize() == 0
+
+
+ONE_OFF = """
+[schedules.backfill]
+func = "jobs.system.health_check"
+timezone = "UTC"
+at = 2026-11-22T04:05:00
+"""
+
+
+def test_a_past_one_off_is_expired_never_registered_and_its_leftovers_removed(redis: Redis) -> None:
+    """Issue 10: the same file parses the same way at any time; "past" is the plan's outcome."""
+    specs = schedule_from(ONE_OFF, NOW).specs
+    assert apply_plan(redis, specs, KEYS, NOW).added == ["backfill"]
+    later = NOW + timedelta(hours=1)
+    plan = compute_plan(redis, specs, KEYS, later)
+    assert (plan.added, plan.updated, plan.removed, list(plan.expired)) == ([], [], ["backfill"], ["backfill"])
+    assert "never ran here; remove it or set enabled = false" in plan.render()
+    apply_plan(redis, specs, KEYS, later)
+    assert registered(redis) == {} and not redis.exists("rq:job:cronwork-backfill")
+    assert redis.hlen(KEYS.definitions) == 0
+    again = apply_plan(redis, specs, KEYS, later)
+    assert not again.has_changes and again.expired
+    assert again.render().splitlines()[0] == "no changes (0 schedules unchanged, 1 expired)"
+
+
+def test_an_expired_one_off_the_scheduler_ran_says_so(redis: Redis) -> None:
+    tick = int(datetime(2026, 11, 22, 4, 5, tzinfo=UTC).timestamp())
+    store.record_fired_oneoff(redis, KEYS, "backfill", tick)
+    plan = compute_plan(redis, schedule_from(ONE_OFF, NOW).specs, KEYS, NOW + timedelta(days=1))
+    assert not plan.has_changes
+    assert "the scheduler handled it at that tick" in plan.expired["backfill"]
+
+
+def test_a_pickled_template_left_by_an_older_version_is_rewritten_as_json(redis: Redis) -> None:
+    """Point 5: an upgrade leaves no pickle in Cronwork's templates."""
+    specs = schedule_from(BASE, NOW).specs
+    apply_plan(redis, specs, KEYS, NOW)
+    # What a pickle-based version registered: rq's default serializer, same id and meta.
+    redis.delete("rq:job:cronwork-hourly")
+    Job.create(
+        health_check, id="cronwork-hourly", connection=redis, meta={"cronwork_schedule": "hourly"}
+    ).save()
+    assert redis.hget("rq:job:cronwork-hourly", "meta").startswith(b"\x80")  # a pickle
+    assert compute_plan(redis, specs, KEYS, NOW).updated == ["hourly"]
+
+    plan = apply_plan(redis, specs, KEYS, NOW)
+    assert plan.updated == ["hourly"] and plan.unchanged == ["halfhour"]
+    template = JSONJob.fetch("cronwork-hourly", connection=redis)
+    assert template.func_name == "jobs.system.health_check"
+    assert json.loads(redis.hget("rq:job:cronwork-hourly", "meta"))["cronwork_schedule"] == "hourly"
+    assert not compute_plan(redis, specs, KEYS, NOW).has_changes
