@@ -7,7 +7,6 @@ keeps, and the report says so instead of silently undercounting.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -78,7 +77,7 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
         state = raw_state.decode() if raw_state else "unknown"
         states.append(state)
         if duration and state in STARTED:  # a skipped run's few milliseconds are not a run
-            durations.append(float(json.loads(duration)))
+            durations.append(float(duration))  # the ledger stores it as a decimal number
     oldest = cast(list[tuple[bytes, float]], redis.zrange(index, 0, 0, withscores=True))
     capped = redis.zcard(index) >= LEDGER_CAP and bool(oldest) and oldest[0][1] > window.start_epoch
     return ScheduleDay(
