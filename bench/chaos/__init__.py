@@ -10,8 +10,11 @@ kept and its path printed.
 
 Phases: warm-up (every process up, first runs done) → chaos for N seconds: every 3–6 s one
 random scheduler or worker is SIGKILLed (a worker together with its work horse and its rq
-scheduler child, found in /proc) and restarted at once; Redis is stopped cleanly and started
-again on the same port once, mid-way → drain: kills stop, the schedulers keep going until every
+scheduler child, found in /proc; or, half the time, its main pid alone) and restarted at once;
+Redis is stopped cleanly and started again on the same port once, mid-way; twice (at 10–30 %
+and 70–90 % of the window) hostile entries are written straight into Redis, as in the pickle
+incident: pickled jobs whose args or meta run a shell command when unpickled, garbage bytes and
+a meta that is a JSON list, in the queue, its failed registry and rq-scheduler's set → drain: kills stop, the schedulers keep going until every
 template is past the end of the window, then stop → settle: the workers finish the queue and
 find abandoned runs (heartbeat TTL + maintenance, SETTLE_MAX at most) → audit.
 
@@ -40,7 +43,13 @@ Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (
     and the ScheduledJobRegistry are empty, no overlap lock is held, and no rq maintenance
     lock was left behind by a killed worker;
  8. no process exits unless the harness stopped it (a crashed one is restarted, like a
-    supervisor would, and the runs it held are followed like killed ones).
+    supervisor would, and the runs it held are followed like killed ones);
+ 9. a worker SIGKILLed alone takes its children with it: none still runs ORPHAN_GRACE (5 s)
+    later (a horse outliving its worker runs on while its run is retried);
+10. no planted payload ever ran (its marker file never appears), planted queue entries end
+    refused as failed (never run), planted failed ones stay failed (never requeued), planted
+    scheduled ones stay in rq-scheduler's set, parked (not due, not enqueued, not deleted);
+    no process exited over them (rule 8).
 Any violation is printed with its evidence and the exit status is 1.
 """
 

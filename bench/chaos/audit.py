@@ -3,23 +3,41 @@ the run as a whole: rule 4 from the kills' side, rules 7 and 8."""
 
 from __future__ import annotations
 
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 from redis import Redis
 from rq import Queue
 
-from bench.chaos.cluster import Cluster
+from bench.chaos.cluster import ORPHAN_GRACE, Cluster
 from bench.chaos.evidence import Evidence, Result
+from bench.chaos.hostile import Planted, ran
 from bench.chaos.inflight import Kill, Target, same_start
 from bench.chaos.phases import SETTLE_MAX, leftovers
 from bench.chaos.schedule import ABANDONED, FINAL, QUEUE
 from bench.chaos.ticks import TickAuditor
 from bench.chaos.timeline import Timeline, epoch, window_ticks
+from cronwork.keys import RQ_SCHEDULER_SET, job_key
+from cronwork.serializer import json_queue
 from cronwork.spec import Schedule
 
 RACE_SLACK = 0.5  # s: a job the ledger says ended this close to a kill raced it
 REQUEUED_NEVER_STARTED = "its worker died before starting it"  # jobs.worker's log line
 
 
-def audit(conn: Redis, schedule: Schedule, cluster: Cluster, kills: list[Kill], timeline: Timeline) -> Result:
+@dataclass(frozen=True)
+class Hostile:
+    """The marker the planted payloads write when unpickled, and what was planted."""
+
+    marker: Path
+    planted: Planted
+
+
+def audit(
+    conn: Redis, schedule: Schedule, cluster: Cluster, kills: list[Kill], timeline: Timeline, hostile: Hostile
+) -> Result:
     """Check every rule; returns the figures and the violations."""
     evidence = Evidence(conn, cluster, Result(outages=outages(cluster, timeline)))
     targets = [t for k in [*kills, *cluster.crashes] for t in k.targets]
@@ -32,6 +50,8 @@ def audit(conn: Redis, schedule: Schedule, cluster: Cluster, kills: list[Kill], 
     _requeued(evidence)
     _stuck(evidence)
     _processes(evidence)
+    _orphans(evidence, kills)
+    _hostile(evidence, hostile)
     return evidence.result
 
 
@@ -144,3 +164,42 @@ def _crash_lines(text: str, limit: int = 12) -> list[str]:
     last = next((line for line in reversed(lines) if line.strip()), "")
     tail = [line for line in lines[-4:] if line.strip() and line not in keep]
     return [line[:220] for line in keep[: limit - 1]] + [last[:220]] + ["... last lines:"] + tail
+
+
+def _orphans(evidence: Evidence, kills: list[Kill]) -> None:
+    """Rule 9: a worker SIGKILLed alone takes its children with it (their parent-death signal)."""
+    alone = [k for k in kills if k.parent_only]
+    evidence.result.lost["parent-only kills"] = len(alone)
+    evidence.result.orphans_gone = max((k.orphans_gone for k in alone if k.children), default=0.0)
+    for kill in alone:
+        if kill.survivors:
+            evidence.violation(
+                f"{kill.member} SIGKILLed alone: children {kill.survivors} still ran"
+                f" {ORPHAN_GRACE:.0f}s later (rule 9); the harness killed them"
+            )
+
+
+def _hostile(evidence: Evidence, hostile: Hostile) -> None:
+    """Rule 10: no planted payload ever ran; nothing planted was run, requeued or lost."""
+    conn, planted = evidence.conn, hostile.planted
+    evidence.result.hostile = len(planted.all())
+    if text := ran(hostile.marker):
+        pids = {m.proc.pid: m.label for m in evidence.cluster.history}
+        who = [pids.get(int(p), f"pid {p} (a work horse or child)") for p in re.findall(r"pid=(\d+)", text)]
+        evidence.violation(f"a planted pickle payload ran, in: {', '.join(who)} (rule 10)")
+    failed = json_queue(QUEUE, conn).failed_job_registry
+    for job_id in planted.queue:
+        status = conn.hget(job_key(job_id), "status")
+        if status != b"failed" or job_id not in failed:
+            evidence.violation(
+                f"planted job {job_id} from the queue ended {status!r}, not refused as failed (rule 10)", job_id
+            )
+    for job_id in planted.failed:
+        if job_id not in failed or conn.hget(job_key(job_id), "status") != b"failed":
+            evidence.violation(f"planted job {job_id} left the failed registry (rule 10)", job_id)
+    for job_id in planted.scheduled:
+        score = conn.zscore(RQ_SCHEDULER_SET, job_id)
+        if score is None or score < time.time() or not conn.exists(job_key(job_id)):
+            evidence.violation(
+                f"planted foreign scheduled job {job_id} was not left alone (score {score}) (rule 10)", job_id
+            )

@@ -14,13 +14,17 @@ from redis.exceptions import RedisError
 
 from app.config import PROJECT_ROOT
 from bench.chaos.inflight import Kill, runs_held_by
-from bench.chaos.processes import descendants, reap_orphans, send_signal
+from bench.chaos.processes import alive, descendants, reap_orphans, send_signal
 from bench.chaos.schedule import QUEUE
 from bench.harness import python
 
 SCHEDULERS = 2
 WORKERS = 3
 STOP_TIMEOUT = 15.0
+# A worker SIGKILLed alone must take its work horse and rq scheduler child with it (their
+# parent-death signal): a horse that outlives its worker runs on while the run is declared
+# abandoned and retried (DESIGN.md, "Pitfalls we know"). Seconds they get to be gone.
+ORPHAN_GRACE = 5.0
 
 
 @dataclass
@@ -127,11 +131,13 @@ class Cluster:
     def all_ready(self) -> bool:
         return all(m.ready is not None for m in self.current.values())
 
-    def kill(self, member: Member, conn: Redis) -> Kill:
-        """SIGKILL one process (a worker with all its children) and start its replacement."""
-        record = Kill(at=0.0, member=member.label, role=member.role)
+    def kill(self, member: Member, conn: Redis, parent_only: bool = False) -> Kill:
+        """SIGKILL one process (a worker with all its children, or with `parent_only` its main
+        pid alone) and start its replacement."""
+        record = Kill(at=0.0, member=member.label, role=member.role, parent_only=parent_only)
         pid = member.proc.pid
-        member.killed, member.fate = True, "SIGKILLed by the harness"
+        member.killed, member.fate = True, "SIGKILLed by the harness" + (" (alone)" if parent_only else "")
+        children: list[int] = []
         if member.role == "worker":
             # Freeze the worker and its children first: no job can end and no horse can be
             # forked while the harness reads which runs the worker holds.
@@ -143,16 +149,33 @@ class Cluster:
             try:
                 record.targets = runs_held_by(conn, member.name, 0.0, "kill")
             finally:
-                for child in children:
-                    send_signal(child, signal.SIGKILL)
+                if not parent_only:
+                    for child in children:
+                        send_signal(child, signal.SIGKILL)
             record.children = len(children)
         send_signal(pid, signal.SIGKILL)
         member.proc.wait()
         record.at = member.ended = time.time()
+        if parent_only:
+            self._await_orphans(record, children)
         for target in record.targets:
             target.killed_at = record.at
         self.spawn(member.role, member.slot)
         return record
+
+    def _await_orphans(self, record: Kill, children: list[int]) -> None:
+        """After a parent-only kill: thaw the children (a stopped process acts on its parent-death
+        signal only once continued), give them ORPHAN_GRACE to die, SIGKILL any survivor."""
+        for child in children:
+            send_signal(child, signal.SIGCONT)
+        deadline = time.monotonic() + ORPHAN_GRACE
+        while (left := [c for c in children if alive(c)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        record.orphans_gone = time.time() - record.at
+        record.survivors = left
+        for child in left:
+            send_signal(child, signal.SIGKILL)
+        reap_orphans({m.proc.pid for m in self.history})
 
     def stop(self, role: str) -> None:
         """SIGTERM every current process of `role`; SIGKILL what is left after STOP_TIMEOUT."""

@@ -28,6 +28,8 @@ class Result:
     lags: list[float] = field(default_factory=list)
     leftovers: dict[str, list[str]] = field(default_factory=dict)
     outages: list[tuple[float, float]] = field(default_factory=list)
+    hostile: int = 0  # hostile entries planted (rule 10)
+    orphans_gone: float = 0.0  # s, slowest end of a worker's children after a parent-only kill
 
 
 class Evidence:

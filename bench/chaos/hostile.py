@@ -27,7 +27,7 @@ from cronwork.serializer import json_queue
 
 KINDS = ("pickled-args", "pickled-meta", "garbage", "meta-list")
 PLACES = ("queue", "failed", "scheduled")
-HARMLESS_CALL = ["jobs.diagnostics.sleep", None, [0], {}]  # valid JSON job data
+HARMLESS_CALL: list[object] = ["jobs.diagnostics.sleep", None, [0], {}]  # valid JSON job data
 RQ_DATE = "%Y-%m-%dT%H:%M:%S.%fZ"  # rq.utils.utcformat
 
 

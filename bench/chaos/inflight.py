@@ -36,6 +36,9 @@ class Kill:
     children: int = 0
     targets: list[Target] = field(default_factory=list)
     cause: str = "kill"
+    parent_only: bool = False  # SIGKILL of the worker's main pid alone, not its children
+    survivors: list[int] = field(default_factory=list)  # children alive ORPHAN_GRACE after it
+    orphans_gone: float = 0.0  # s until the last child of a parent-only kill was gone
 
 
 def runs_held_by(conn: Redis, worker_name: str, at: float, cause: str) -> list[Target]:

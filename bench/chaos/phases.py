@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -12,6 +13,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 
 from app.embedded_redis import EmbeddedRedis
 from bench.chaos.cluster import Cluster
+from bench.chaos.hostile import Planted, plant
 from bench.chaos.inflight import Kill
 from bench.chaos.schedule import FINAL, KEYS, QUEUE
 from bench.chaos.timeline import Timeline, window_ticks
@@ -29,6 +31,8 @@ DRAIN_MAX = 30.0  # for the schedulers to handle every tick up to the end of cha
 # rq's own scheduler, whose lock (61 s TTL) may have died with a killed worker: 120 s covers
 # both, and the settle ends as soon as everything is final.
 SETTLE_MAX = 120.0
+PARENT_ONLY = 0.5  # share of worker kills that SIGKILL the main pid alone (its children must follow)
+HOSTILE_AT = ((0.1, 0.3), (0.7, 0.9))  # when, as shares of the window, hostile entries are planted
 
 
 @dataclass(frozen=True)
@@ -54,8 +58,11 @@ def run_chaos(
     server: EmbeddedRedis,
     options: Options,
     timeline: Timeline,
-) -> list[Kill]:
-    """Warm-up (everything up, a first run done), then the kills and one Redis restart."""
+    marker: Path,
+) -> tuple[list[Kill], Planted]:
+    """Warm-up (everything up, a first run done), then the kills, one Redis restart and, twice,
+    hostile entries (bench/chaos/hostile.py) in the queue, its failed registry and rq-scheduler's
+    set; returns the kills and the ids planted."""
     rng, seconds = random.Random(options.seed), options.seconds
     cluster.start_all()
     deadline = time.monotonic() + WARMUP_MAX
@@ -69,9 +76,21 @@ def run_chaos(
     timeline.chaos_start = time.time()
     timeline.chaos_end = timeline.chaos_start + seconds
     redis_at = timeline.chaos_start + seconds * rng.uniform(0.35, 0.65)
+    plants = [timeline.chaos_start + seconds * rng.uniform(*share) for share in HOSTILE_AT]
+    planted = Planted()
     kills: list[Kill] = []
     next_kill = timeline.chaos_start + rng.uniform(*KILL_EVERY)
     while (now := time.time()) < timeline.chaos_end:
+        if plants and now >= plants[0]:
+            try:
+                more = plant(conn, marker, QUEUE, tag=f"-{len(timeline.hostile) + 1}")
+            except RedisError:
+                pass  # Redis is restarting: planted at the next turn
+            else:
+                plants.pop(0)
+                timeline.hostile.append(time.time())
+                for place in ("queue", "failed", "scheduled"):
+                    getattr(planted, place).extend(getattr(more, place))
         if options.redis_restart and not timeline.redis_down and now >= redis_at:
             timeline.redis_down = time.time()
             server.stop()  # SIGTERM: redis-server flushes its AOF and exits cleanly
@@ -80,10 +99,11 @@ def run_chaos(
             timeline.redis_up = time.time()
         elif now >= next_kill:
             victim = rng.choice(sorted(cluster.current.values(), key=lambda m: m.label))
-            kills.append(cluster.kill(victim, conn))
+            parent_only = victim.role == "worker" and rng.random() < PARENT_ONLY
+            kills.append(cluster.kill(victim, conn, parent_only))
             next_kill = time.time() + rng.uniform(*KILL_EVERY)
         _wait(cluster, 0.2)
-    return kills
+    return kills, planted
 
 
 def drain(cluster: Cluster, conn: Redis, schedule: Schedule, timeline: Timeline) -> None:

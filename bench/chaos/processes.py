@@ -34,6 +34,15 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: it exists and is not a zombie waiting for its reaper (us)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 def send_signal(pid: int, signum: int) -> None:
     """Send `signum` to `pid`, unless it is gone already."""
     try:

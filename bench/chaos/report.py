@@ -46,6 +46,12 @@ def print_report(
         f" (abandoned then retried {result.lost['kill retried']}, abandoned final {result.lost['kill final']});"
         f" kills that raced a job's end {result.lost['kill raced the end of the job']}"
     )
+    print(
+        f"parent-only worker kills: {result.lost['parent-only kills']} (children gone within"
+        f" {result.orphans_gone * 1000:.0f} ms at worst); hostile entries planted: {result.hostile}"
+        f" ({len(timeline.hostile)} times: pickled args/meta, garbage, list meta in the queue, its failed"
+        " registry and rq-scheduler's set)"
+    )
     if cluster.crashes:
         print(
             f"crashes (processes that exited by themselves): {len(cluster.crashes)}; runs they held"

@@ -15,7 +15,7 @@ from redis import Redis
 
 from app.config import PROJECT_ROOT
 from app.embedded_redis import EmbeddedRedis, free_port
-from bench.chaos.audit import audit
+from bench.chaos.audit import Hostile, audit
 from bench.chaos.cluster import Cluster
 from bench.chaos.phases import Options, drain, run_chaos, settle
 from bench.chaos.processes import become_subreaper
@@ -74,11 +74,12 @@ def chaos(options: Options) -> int:
             cluster = Cluster(env, logs, conn)
             timeline = Timeline()
             print(f"chaos: {options.seconds:.0f}s, seed {options.seed}, folder {folder}", flush=True)
-            kills = run_chaos(cluster, conn, server, options, timeline)
+            marker = folder / "hostile-payload-ran"  # written only if something unpickles a payload
+            kills, planted = run_chaos(cluster, conn, server, options, timeline, marker)
             drain(cluster, conn, schedule, timeline)
             settle(cluster, conn, schedule, timeline)
             cluster.stop("worker")
-            result = audit(conn, schedule, cluster, kills, timeline)
+            result = audit(conn, schedule, cluster, kills, timeline, Hostile(marker, planted))
             print_report(result, cluster, kills, timeline, options)
             conn.close()
             violations = len(result.violations)

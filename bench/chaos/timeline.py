@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cronwork.spec import Schedule
@@ -18,6 +18,7 @@ class Timeline:
     redis_up: float = 0.0
     settle: float = 0.0
     settled: bool = False
+    hostile: list[float] = field(default_factory=list)  # when hostile entries were planted
 
 
 def parse_time(text: str | None) -> datetime | None:

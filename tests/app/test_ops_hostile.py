@@ -4,12 +4,15 @@ listed as failed runs, can be deleted and are never requeued."""
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
+import rq_dashboard.web as rq_web
 from flask.testing import FlaskClient
 from redis import Redis
 
+from app.ops.dashboard import REPLACED_VIEWS
 from bench.chaos.hostile import KINDS, Planted, plant, ran
 from cronwork.jobdata import UNDECODABLE
 from cronwork.keys import job_key
@@ -99,3 +102,19 @@ def test_dashboard_refuses_to_requeue_and_can_delete_undecodable_jobs(
     assert json_queue("default", redis).failed_job_registry.get_job_ids() == []
     assert not any(redis.exists(job_key(j)) for j in planted.failed)
     assert ran(marker) == ""
+
+
+def test_every_rq_dashboard_view_that_reads_jobs_its_own_way_is_replaced() -> None:
+    """Contract with rq-dashboard 0.9: an upgrade that adds or renames such a view fails here."""
+    source = Path(rq_web.__file__).read_text()
+    reads_jobs = ("Job.fetch(", "requeue_job(", "get_current_job(", "delete_job_view(", "fetch_job(")
+    helpers = {"get_queue_registry_jobs_count"}  # a plain function that fetches, called by list_jobs
+    routed: set[str] = set()
+    for node in ast.parse(source).body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        body = ast.get_source_segment(source, node) or ""
+        is_view = any("route" in ast.unparse(d) for d in node.decorator_list)
+        if is_view and (any(c in body for c in reads_jobs) or any(f"{h}(" in body for h in helpers)):
+            routed.add(node.name)
+    assert routed and routed <= set(REPLACED_VIEWS), sorted(routed - set(REPLACED_VIEWS))
