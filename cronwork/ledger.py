@@ -31,7 +31,7 @@ class Ledger:
         self.cap = cap
 
     def run_key(self, name: str, tick: int) -> str:
-        return f"{self.keys.prefix}:run:{name}:{tick}"
+        return self.keys.run_record(name, tick)
 
     def put(
         self,
@@ -62,7 +62,7 @@ class Ledger:
             pipe.execute()
 
     def attempts_key(self, name: str, tick: int) -> str:
-        return f"{self.keys.prefix}:attempts:{name}:{tick}"
+        return self.keys.attempts(name, tick)
 
     def put_attempt(self, name: str, tick: int, fields: Mapping[str, Any]) -> None:
         """Append one attempt's outcome (storage only, like `put`)."""

@@ -34,9 +34,9 @@ from rq_scheduler.utils import get_next_scheduled_time
 
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
-from cronwork.ledger import Ledger
 from cronwork.misfire import Decision, decide
 from cronwork.runjob import build_run_job
+from cronwork.runs import RunWriter, Trigger
 from cronwork.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob, json_queue
 from cronwork.spec import ScheduleSpec
@@ -65,7 +65,7 @@ class CronworkScheduler(Scheduler):
         name = name or uuid4().hex
         super().__init__(connection=connection, interval=interval, name=name, job_class=JSONJob)
         self.keys = keys
-        self.ledger = Ledger(connection, keys)
+        self.runs = RunWriter(connection, keys)
         self.lock_ttl = lock_ttl
         self.clock = clock
         self._token = self.name
@@ -255,9 +255,7 @@ class CronworkScheduler(Scheduler):
             log.warning("schedule=%s missed %d more ticks (not listed)", name, decision.unlisted_misses)
         for tick in decision.missed:
             if self._claim(pipe, name, tick, taken):
-                self.ledger.record(
-                    name, int(tick.timestamp()), {"state": "missed", "missed_at": now.isoformat()}, pipe
-                )
+                self.runs.missed(pipe, name, int(tick.timestamp()), now)
                 log.warning("missed schedule=%s tick=%s policy=%s", name, tick.isoformat(), spec.misfire)
         return [
             job_id
@@ -281,18 +279,13 @@ class CronworkScheduler(Scheduler):
         if not self._claim(pipe, name, tick, taken):
             return None  # already handled by another scheduler (or an earlier pass)
         if name in paused:
-            self.ledger.record(name, epoch, {"state": "paused", "paused_at": now.isoformat()}, pipe)
+            self.runs.paused(pipe, name, epoch, now)
             return None
         job_id = self.keys.run_id(name, epoch)
-        job = build_run_job(self.connection, spec, tick, job_id, "schedule", self.job_class)
+        job = build_run_job(self.connection, spec, tick, job_id, Trigger.SCHEDULE, self.job_class)
         json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
         lag = round((now - tick).total_seconds(), 6)
-        self.ledger.record(
-            name,
-            epoch,
-            {"state": "enqueued", "job_id": job_id, "enqueued_at": now.isoformat(), "lag": lag},
-            pipe,
-        )
+        self.runs.enqueued(pipe, name, epoch, job_id, Trigger.SCHEDULE, now, lag)
         log.info("enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, tick.isoformat(), job_id, lag)
         return job_id
 

@@ -23,6 +23,7 @@ from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
 from cronwork.runjob import build_run_job
+from cronwork.runs import RunWriter, Trigger
 from cronwork.serializer import json_queue
 from cronwork.spec import ScheduleError, ScheduleSpec
 from cronwork.timing import fire_times
@@ -258,11 +259,10 @@ class ScheduleService:
         if not self.connection.set(self.keys.claim(name, epoch), "manual", nx=True, ex=CLAIM_TTL):
             raise NotRunnable(f"a run of {name!r} for {tick.isoformat()} exists already; retry in a second")
         job_id = self.keys.run_id(name, epoch)
-        job = build_run_job(self.connection, spec, tick, job_id, "manual")
-        fields = {"state": "enqueued", "job_id": job_id, "enqueued_at": now.isoformat(), "trigger": "manual"}
+        job = build_run_job(self.connection, spec, tick, job_id, Trigger.MANUAL)
         with self.connection.pipeline(transaction=True) as pipe:
             json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
-            self.ledger.record(name, epoch, {**fields, "lag": 0}, pipe)
+            RunWriter(self.connection, self.keys).enqueued(pipe, name, epoch, job_id, Trigger.MANUAL, now, 0)
             pipe.execute()
         log.info("manual run schedule=%s job_id=%s", name, job_id)
         return ManualRun(schedule=name, job_id=job_id, tick=epoch, queue=spec.queue)
