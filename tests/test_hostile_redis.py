@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask import Flask
 from redis import Redis
 from rq.exceptions import NoSuchJobError
+from rq_scheduler import Scheduler
 
 from bench.chaos.hostile import KINDS, plant, ran
 from cronwork.jobdata import UNDECODABLE, UndecodableJob, fetch_checked, fetch_many_checked
@@ -110,20 +112,25 @@ def test_scheduler_leaves_hostile_foreign_jobs_alone_and_keeps_firing(
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("app")
-def test_scheduler_still_enqueues_a_good_foreign_json_job(
+def test_scheduler_still_enqueues_an_apps_json_one_off_and_a_worker_runs_it(
     redis: Redis, processes: Processes, process_env: dict[str, str], tmp_path: Path
 ) -> None:
     schedule = tmp_path / "schedule.toml"
     schedule.write_text(EVERY_SECOND)
     process_env["SCHEDULE_FILE"] = str(schedule)
-    job = JSONJob.create(
-        "jobs.diagnostics.sleep", args=[0], connection=redis, origin="default", id="app-one-off"
+    # As the README tells an app to schedule its own one-offs.
+    when = datetime.now(UTC) - timedelta(seconds=1)
+    Scheduler(connection=redis, job_class=JSONJob).enqueue_at(
+        when, "jobs.diagnostics.sleep", 0, job_id="app-one-off"
     )
-    job.save()
-    redis.zadd(RQ_SCHEDULER_SET, {job.id: time.time() - 1})
-    processes.start("-m", "scheduler_boot", name="scheduler")
+    scheduler = processes.start("-m", "scheduler_boot", name="scheduler")
     wait_until(lambda: "app-one-off" in json_queue("default", redis).job_ids, timeout=30)
     assert redis.zscore(RQ_SCHEDULER_SET, "app-one-off") is None
+    scheduler.terminate()
+    worker = processes.start("-m", "jobs.worker", "default", "--burst", name="worker")
+    assert worker.wait(90) == 0, processes.output(worker)
+    job = JSONJob.fetch("app-one-off", connection=redis)
+    assert job.get_status() == "finished" and job.return_value() == {"slept": 0}
 
 
 # -- the worker: a real `python -m jobs.worker --burst` ---------------------------------------

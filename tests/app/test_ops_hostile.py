@@ -11,12 +11,13 @@ import pytest
 import rq_dashboard.web as rq_web
 from flask.testing import FlaskClient
 from redis import Redis
+from rq import Worker
 
 from app.ops.dashboard import REPLACED_VIEWS
 from bench.chaos.hostile import KINDS, Planted, plant, ran
 from cronwork.jobdata import UNDECODABLE
 from cronwork.keys import job_key
-from cronwork.serializer import json_queue
+from cronwork.serializer import JSONJob, json_queue
 from tests.app.conftest import basic, bearer, log_in
 from tests.test_hostile_redis import REASONS
 
@@ -79,6 +80,18 @@ def test_dashboard_reads_every_job_view_without_unpickling(
             assert body["description"].startswith(UNDECODABLE), body
     assert client.get("/rq/0/view/job/absent", headers=basic()).status_code == 404
     assert ran(marker) == ""
+
+
+def test_dashboard_lists_workers_through_json_jobs(client: FlaskClient, redis: Redis) -> None:
+    worker = Worker(["default"], connection=redis, name="hostile-test-worker", job_class=JSONJob)
+    worker.register_birth()
+    try:
+        workers = client.get("/rq/0/data/workers.json", headers=basic()).get_json()["workers"]
+    finally:
+        worker.register_death()
+    assert [(w["name"], w["queues"], w["current_job"]) for w in workers] == [
+        ("hostile-test-worker", ["default"], "idle")
+    ]
 
 
 def test_dashboard_refuses_to_requeue_and_can_delete_undecodable_jobs(
