@@ -4,12 +4,12 @@ On top of rq's Worker (module: what and why):
 - logcontext: every log line carries the job id and schedule name;
 - refusal: a job that does not decode (old pickle, garbage, meta not a JSON object) or names a
   function outside `jobs` is failed before any fork, with its reason; the worker goes on;
-- recording / appcontext: every outcome lands in the schedule's ledger; final failures alert
+- recording: every outcome lands in the schedule's ledger; final failures alert
   admins (jobs.alerts); horses never reuse the parent's database connections;
 - intermediate: a run dequeued by a worker that died before starting it is requeued;
 - abandon: a SIGKILLed worker's job is found abandoned within about a minute, not rq's ten;
-- parentdeath: the horse and rq's scheduler child die with the worker's main process;
-- registration: a dead worker's name is free again WORKER_KEY_TTL after its last heartbeat;
+- parentdeath: the horse and rq's scheduler child die with the worker's main process, and a
+  dead worker's name is free again WORKER_KEY_TTL after its last heartbeat;
 - outage: Redis outages are waited out; work resumes within 2 s of Redis's return;
 - shutdown: SIGTERM lets the current job finish for up to SHUTDOWN_GRACE, then stops it;
 - cli: `python -m jobs.worker [queues] [--burst] [--name] [--shutdown-grace]`.

@@ -15,9 +15,8 @@ from jobs.worker.abandon import CronworkQueue, FastAbandonMixin
 from jobs.worker.intermediate import IntermediateQueueMixin
 from jobs.worker.logcontext import LogContextMixin
 from jobs.worker.outage import OutageMixin
-from jobs.worker.parentdeath import ParentDeathMixin
+from jobs.worker.parentdeath import ParentDeathMixin, WorkerKeyMixin
 from jobs.worker.refusal import RefusalMixin
-from jobs.worker.registration import WorkerKeyMixin
 from jobs.worker.shutdown import GracefulStopMixin
 
 

@@ -1,4 +1,4 @@
-"""Every child of a worker dies with the worker's main process.
+"""Every child of a worker dies with the worker's main process; its name is soon free again.
 
 A forked horse survives its worker's SIGKILL (an OOM killer, a per-PID supervisor): rq then
 declares the run abandoned and retries it on another worker while the orphan still runs it,
@@ -10,6 +10,12 @@ parent dies (prctl(PR_SET_PDEATHSIG)). It is armed in an `os.register_at_fork` h
 covers every fork of the worker: rq's horse (`os.fork`), rq's scheduler (a multiprocessing
 fork), and processes a job forks in turn. Not covered: programs a job starts with
 `subprocess` (fork+exec in C, no Python hook), which the kernel does not signal either.
+
+The name: rq keeps `rq:worker:<name>` 480 s after the last idle heartbeat (worker_ttl + 60)
+and 70 s while busy, and `register_birth` refuses a name whose key exists, so a worker
+restarted under the same `--name` (compose, systemd, a per-PID supervisor) after a SIGKILL
+could not start for up to 8 minutes. Here the key lives WORKER_KEY_TTL after the last
+heartbeat, whatever the state.
 """
 
 from __future__ import annotations
@@ -21,8 +27,11 @@ import signal
 import sys
 from typing import Any
 
-from rq import Worker
+from redis.client import Pipeline
+from rq import Worker, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
+
+from jobs.worker.defaults import WORKER_KEY_TTL
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +91,29 @@ class ParentDeathMixin(Worker):
         super().teardown()
         if not self.is_horse:
             disarm_parent_death_signal()
+
+
+class WorkerKeyMixin(Worker):
+    """Caps the worker key's TTL; re-registers the worker when its key had expired."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
+        ttl = min(timeout or WORKER_KEY_TTL, WORKER_KEY_TTL)
+        if pipeline is not None:
+            super().heartbeat(ttl, pipeline)
+            return
+        with self.connection.pipeline() as pipe:
+            super().heartbeat(ttl, pipe)
+            pipe.sismember(self.redis_workers_keys, self.key)
+            replies = pipe.execute()
+        # rq's heartbeat starts with HSET last_heartbeat: 1 means the field was new, so the key
+        # had expired (an outage longer than the TTL) and now holds that field only (the same
+        # test as rq's maintain_heartbeats, rq/rq#1450); meanwhile another worker's cleanup may
+        # have dropped the name from the registry set.
+        recreated = replies[0] == 1 or not replies[-1]
+        if recreated and self.birth_date is not None:
+            self.log.warning("worker key %s had expired: registering the worker again", self.key)
+            with self.connection.pipeline() as pipe:
+                pipe.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+                worker_registration.register(self, pipe)
+                pipe.expire(self.key, ttl)
+                pipe.execute()

@@ -1,5 +1,8 @@
 """Every outcome of a run lands in its schedule's ledger; final failures alert admins.
 
+AppBoundMixin holds what that takes (the app, its keys, a RunRecorder) and keeps the parent's
+database connections out of every horse.
+
 The ledger is written BEFORE rq commits the job's status. If the horse dies in between, rq
 still sees the job `started`, so abandoned detection later settles both sides; the other
 order left the ledger `running` forever (found by bench/chaos).
@@ -9,20 +12,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from rq import Queue
+from flask import Flask
+from rq import Queue, Worker
 from rq.exceptions import AbandonedJobError
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
+from app.extensions import db
+from cronwork.keys import Keys
 from jobs.alerts import flush_pending, on_final_failure
-from jobs.outcomes import FINAL_FAILURES, attempt_of, error_fields
+from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields
 from jobs.runtime import release_overlap_lock
-from jobs.worker.appcontext import AppBoundMixin
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
 
 ABANDONED_ERROR = "AbandonedJobError: worker died mid-job"
+
+
+class AppBoundMixin(Worker):
+    """Holds the app, and keeps the parent's database connections out of every horse."""
+
+    flask_app: Flask
+    keys: Keys
+    recorder: RunRecorder
+
+    def setup(self, app: Flask) -> None:
+        """Bind the app (build_worker calls this once, before work())."""
+        self.flask_app = app
+        self.keys = Keys(app.config["CRONWORK_PREFIX"])
+        self.recorder = RunRecorder(self.connection, self.keys)
+
+    def main_work_horse(self, job: Job, queue: Queue) -> None:
+        # SQLAlchemy's advice for fork: drop the inherited pool without closing the parent's
+        # sockets; the horse opens its own connections.
+        with self.flask_app.app_context():
+            db.engine.dispose(close=False)
+        super().main_work_horse(job, queue)
 
 
 class RunRecordingMixin(AppBoundMixin):

@@ -8,12 +8,16 @@ soon as `rq:worker:<name>` has expired.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from redis import Redis
 from rq.registry import FailedJobRegistry
 
+from app.config import PROJECT_ROOT
 from jobs.worker import WORKER_KEY_TTL
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import children, enqueue_run, kill9, state_is
@@ -64,3 +68,55 @@ def test_killing_the_worker_kills_its_children_and_frees_its_name(redis: Redis, 
     wait_until(lambda: job_id in FailedJobRegistry("default", connection=redis), timeout=10)
     assert again.poll() is None, processes.output(again)
     assert "There exists an active worker" not in processes.output(again)
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_forked_child_asks_for_sigkill_when_its_parent_dies() -> None:
+    done = run_python(
+        "import ctypes, os, signal\n"
+        "from jobs.worker.parentdeath import arm_parent_death_signal\n"
+        "assert arm_parent_death_signal()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sig = ctypes.c_int()\n"
+        "    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)  # PR_GET_PDEATHSIG\n"
+        "    os._exit(sig.value)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert done.stdout.strip() == str(int(signal.SIGKILL)), done.stderr
+
+
+def test_a_child_whose_parent_died_before_prctl_kills_itself() -> None:
+    """The race: the parent dies between fork and prctl; the child is reparented and must
+    not run on. Simulated by a hook (run first) that makes the recorded parent wrong."""
+    done = run_python(
+        "import os\n"
+        "from jobs.worker import parentdeath\n"
+        "os.register_at_fork(after_in_child=lambda: parentdeath._state.update(parent=-1))\n"
+        "parentdeath.arm_parent_death_signal()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    os._exit(0)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert done.stdout.strip() == str(-int(signal.SIGKILL)), done.stderr
+
+
+def test_disarmed_forks_get_no_signal() -> None:
+    done = run_python(
+        "import ctypes, os\n"
+        "from jobs.worker.parentdeath import arm_parent_death_signal, disarm_parent_death_signal\n"
+        "arm_parent_death_signal(); disarm_parent_death_signal()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    sig = ctypes.c_int()\n"
+        "    ctypes.CDLL(None).prctl(2, ctypes.byref(sig), 0, 0, 0)\n"
+        "    os._exit(sig.value)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+    )
+    assert done.stdout.strip() == "0", done.stderr
