@@ -18,8 +18,8 @@ from rq_scheduler import Scheduler
 from bench.harness import fmt_ms, percentile, process_env, python, redis_server, start, stop
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
+from cronwork.loader import parse_schedule
 from cronwork.serializer import JSONJob, json_queue
-from cronwork.spec import parse_schedule
 from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan
 
@@ -49,7 +49,7 @@ def _schedule_text(count: int, trigger: str = 'every = "1h"') -> str:
 
 
 def _specs(count: int, now: datetime) -> dict:
-    return dict(parse_schedule(tomllib.loads(_schedule_text(count)), Path("bench.toml"), now).specs)
+    return dict(parse_schedule(tomllib.loads(_schedule_text(count)), Path("bench.toml")).specs)
 
 
 def latency(ticks: int = 60) -> None:

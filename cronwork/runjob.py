@@ -12,6 +12,7 @@ from rq import Retry
 from rq.job import Job
 from rq.utils import import_attribute
 
+from cronwork.loader import accepts_keyword
 from cronwork.runs import Trigger
 from cronwork.serializer import JSONJob
 from cronwork.spec import ScheduleSpec
@@ -22,7 +23,13 @@ RUN_FAILURE_TTL = 30 * 24 * 3600
 
 @cache
 def accepts_scheduled_for(func_path: str) -> bool:
-    """Whether the job function takes a `scheduled_for` argument (or **kwargs)."""
+    """Whether the job function takes a `scheduled_for` argument (or **kwargs).
+
+    Read from the function's source when possible, so the scheduler (which needs Redis only)
+    never imports job code; imported only when the source cannot tell."""
+    known = accepts_keyword(func_path, "scheduled_for")
+    if known is not None:
+        return known
     func = import_attribute(func_path)
     params = inspect.signature(func).parameters.values()
     return any(p.name == "scheduled_for" or p.kind is p.VAR_KEYWORD for p in params)

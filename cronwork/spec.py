@@ -129,23 +129,3 @@ class Schedule:
     def expired(self, now: datetime) -> list[str]:
         """Enabled one-offs whose `at` has passed by `now` (sorted): nothing to register."""
         return sorted(name for name, spec in self.enabled.items() if spec.is_expired(now))
-
-
-def load_schedule(path: Path | str, now: object = None, fired_oneoffs: object = None) -> Schedule:
-    """Deprecated alias of cronwork.loader.load_schedule, for callers not yet moved.
-
-    `now` and `fired_oneoffs` are ignored: parsing no longer depends on the clock or Redis
-    (issue 10); a past one-off is an `expired` outcome of the sync plan instead.
-    """
-    from cronwork import loader  # loader imports this module
-
-    return loader.load_schedule(path)
-
-
-def parse_schedule(
-    document: Mapping[str, Any], path: Path, now: object = None, fired_oneoffs: object = None
-) -> Schedule:
-    """Deprecated alias of cronwork.loader.parse_schedule (`now`, `fired_oneoffs` ignored)."""
-    from cronwork import loader
-
-    return loader.parse_schedule(document, path)

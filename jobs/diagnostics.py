@@ -10,7 +10,7 @@ import time
 
 from sqlalchemy import func, select
 
-from app.extensions import db, get_redis
+from app.extensions import cronwork, db
 from app.models import User
 
 
@@ -46,13 +46,13 @@ def count_users() -> dict[str, int]:
 
 def record_run(key: str, scheduled_for: str | None = None) -> str | None:
     """Append the tick to a Redis list: counts how often each occurrence really ran."""
-    get_redis().rpush(key, scheduled_for or "-")
+    cronwork.redis().rpush(key, scheduled_for or "-")
     return scheduled_for
 
 
 def fail_times(key: str, times: int, scheduled_for: str | None = None) -> dict[str, int]:
     """Fail the first `times` calls (counted in Redis under `key`), then succeed."""
-    calls = int(get_redis().incr(key))
+    calls = int(cronwork.redis().incr(key))
     if calls <= times:
         raise RuntimeError(f"failing call {calls} of {times}")
     return {"calls": calls}

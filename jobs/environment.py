@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from app.extensions import get_redis
+from app.extensions import cronwork
 from app.services import environment
 from app.services.jobcontext import current_job_id
 from app.services.timewindows import app_zone, previous_day, previous_hour, resolve_tick
@@ -30,7 +30,7 @@ def hourly_setpoint_monitoring(scheduled_for: str | None = None) -> dict[str, in
     """Alert admins once per (room, metric, hour) of readings outside setpoints last hour."""
     tick = resolve_tick(scheduled_for)
     hour = previous_hour(tick, app_zone())
-    summary = environment.hourly_setpoint_monitoring(hour, get_redis())
+    summary = environment.hourly_setpoint_monitoring(hour, cronwork.redis())
     logger.info(
         "job done job=hourly_setpoint_monitoring job_id=%s tick=%s hour_start=%s alerts=%d",
         current_job_id(),

@@ -18,7 +18,7 @@ from flask import Flask
 from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
-from app.extensions import db, get_redis
+from app.extensions import cronwork, db
 from cronwork.keys import Keys
 from cronwork.scripts import COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob
@@ -92,7 +92,7 @@ class AppJob(JSONJob):
                 db.session.remove()
 
     def _perform_with_lock(self, app: Flask) -> Any:
-        recorder = RunRecorder(get_redis(app), Keys(app.config["CRONWORK_PREFIX"]))
+        recorder = RunRecorder(cronwork.redis(app), cronwork.keys(app))
         meta = self.meta if isinstance(self.meta, dict) else {}
         ttl = 0
         if meta.get("overlap") == "skip":

@@ -15,7 +15,6 @@ Foreign scheduled jobs (an app's one-off `enqueue_at`) still go through rq-sched
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
 import time
@@ -32,6 +31,7 @@ from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time
 
+from cronwork import store
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.misfire import Decision, decide
@@ -105,7 +105,7 @@ class CronworkScheduler(Scheduler):
         enqueued: list[str] = []
         if ours:
             specs = self._load_specs()
-            paused = {k.decode() for k in self.connection.hkeys(self.keys.paused)}
+            paused = store.paused_names(self.connection, self.keys)
             now_dt = datetime.fromtimestamp(now, UTC)
             for start in range(0, len(ours), BATCH):
                 enqueued += self._handle_batch(ours[start : start + BATCH], specs, paused, now_dt)
@@ -178,12 +178,10 @@ class CronworkScheduler(Scheduler):
     def _load_specs(self) -> dict[str, ScheduleSpec]:
         """The registered specs (as written by the last sync), parsed once per definition hash."""
         specs: dict[str, ScheduleSpec] = {}
-        for raw_name, raw in self.connection.hgetall(self.keys.definitions).items():
-            name = raw_name.decode()
-            definition = json.loads(raw)
+        for name, definition in store.definitions(self.connection, self.keys).items():
             cached = self._specs.get(name)
-            if cached is None or cached[0] != definition["hash"]:
-                cached = (definition["hash"], ScheduleSpec.from_dict(definition["spec"]))
+            if cached is None or cached[0] != definition.hash:
+                cached = (definition.hash, definition.to_spec())
                 self._specs[name] = cached
             specs[name] = cached[1]
         return specs
@@ -247,7 +245,7 @@ class CronworkScheduler(Scheduler):
         if decision.next_tick is None:  # a one-off, handled now (run, missed or paused)
             pipe.zrem(RQ_SCHEDULER_SET, template_id)
             if handled := [*decision.runs, *decision.missed]:
-                pipe.hset(self.keys.oneoffs_fired, name, int(max(handled).timestamp()))
+                store.record_fired_oneoff(pipe, self.keys, name, int(max(handled).timestamp()))
         else:
             # GT: a slower replica working on an older tick can never move the template back.
             pipe.zadd(RQ_SCHEDULER_SET, {template_id: decision.next_tick.timestamp()}, xx=True, gt=True)
@@ -321,7 +319,7 @@ class CronworkScheduler(Scheduler):
                     active = self.acquire_lock()
                     if active:
                         self.enqueue_jobs()
-                        self.connection.hset(self.keys.scheduler_heartbeat, self.name, self.clock())
+                        store.beat_scheduler(self.connection, self.keys, self.name, self.clock())
                     if outage_since is not None:
                         log.info("redis is back after %.1fs", time.monotonic() - outage_since)
                         outage_since, backoff = None, 0.1

@@ -23,7 +23,7 @@ from bench.chaos.report import print_report
 from bench.chaos.schedule import KEYS, SCHEDULE
 from bench.chaos.timeline import Timeline
 from bench.harness import process_env, python
-from cronwork.spec import load_schedule
+from cronwork.loader import load_schedule
 
 
 class Interrupted(Exception):

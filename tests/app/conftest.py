@@ -18,7 +18,7 @@ from sqlalchemy import event
 from app.extensions import db
 from cronwork.keys import Keys
 from cronwork.ledger import Ledger
-from cronwork.spec import load_schedule
+from cronwork.loader import load_schedule
 from scheduler_boot.sync import apply_plan
 
 TOKEN = "test-admin-token-4f1c9e"
@@ -69,7 +69,7 @@ def ops_app(app: Flask, schedule_file: Path) -> Flask:
 def registered(ops_app: Flask, redis: Redis, schedule_file: Path) -> list[str]:
     """Sync the test schedule file into Redis, as `python -m scheduler_boot --sync-only` would."""
     now = datetime.now(UTC)
-    plan = apply_plan(redis, load_schedule(schedule_file, now).specs, KEYS, now)
+    plan = apply_plan(redis, load_schedule(schedule_file).specs, KEYS, now)
     return plan.added
 
 

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import tomllib
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 from redis import Redis
 from rq_scheduler import Scheduler
 
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.serializer import JSONJob, json_queue
-from cronwork.spec import ScheduleError, parse_schedule
 from cronwork.store import fired_oneoffs
 from jobs.system import health_check
 from scheduler_boot.scheduler import CronworkScheduler
-from scheduler_boot.sync import apply_plan
+from scheduler_boot.sync import apply_plan, compute_plan
 from tests.scheduler_boot.helpers import schedule_from
 
 KEYS = Keys()
@@ -206,13 +202,10 @@ def test_a_fired_one_off_is_remembered_and_its_past_at_accepted_afterwards(redis
     assert fired == {"backfill": int(tick.timestamp())}
 
     later = tick + timedelta(days=2)
-    with pytest.raises(ScheduleError) as error:  # without Redis's word it is a mistake
-        schedule_from(ONE_OFF, later)
-    assert error.value.only_past_oneoffs and error.value.past_oneoffs == {"backfill"}
-    specs = parse_schedule(tomllib.loads(ONE_OFF), Path("schedule.toml"), later, fired).specs
+    specs = schedule_from(ONE_OFF, later).specs  # parsing is pure: a past `at` is no error
     plan = apply_plan(redis, specs, KEYS, later)  # the restart: done, so unregistered, not re-run
     assert (plan.added, plan.updated, plan.removed) == ([], [], ["backfill"])
+    assert "handled it at that tick" in plan.expired["backfill"]
     assert not apply_plan(redis, specs, KEYS, later).has_changes
-    moved = ONE_OFF.replace("12:05", "12:06")  # another past instant was never run: still an error
-    with pytest.raises(ScheduleError):
-        parse_schedule(tomllib.loads(moved), Path("schedule.toml"), later, fired)
+    moved = schedule_from(ONE_OFF.replace("12:05", "12:06"), later).specs  # another instant
+    assert "never ran here" in compute_plan(redis, moved, KEYS, later).expired["backfill"]
