@@ -10,51 +10,38 @@ and any import, with a reason in the failed registry; the worker goes on.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
+from redis import Redis
 from rq import Queue
 from rq.defaults import DEFAULT_FAILURE_TTL
-from rq.exceptions import DeserializationError
+from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 
+from cronwork.jobdata import UndecodableJob, fetch_checked
 from jobs.outcomes import attempt_of, error_fields
 from jobs.runtime import ALLOWED_PACKAGE, ForbiddenJobFunction, is_allowed
+from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
+from jobs.worker.outage import OutageMixin
 from jobs.worker.recording import RunRecordingMixin
 
-NOT_JSON = "refused: job data is not valid JSON (an old pickled job or garbage)"
-NOT_A_CALL = "refused: job data is not [function, instance, args, kwargs]"
-META_NOT_OBJECT = "refused: job meta is not a JSON object"
 
+def refusal(connection: Redis, job: Job) -> Exception | None:
+    """Why `job` must not run, or None. Decodes JSON only: nothing is imported or called.
 
-class RefusedJob(Exception):
-    """A job whose stored form Cronwork does not accept; nothing of it ran."""
-
-
-def refusal(job: Job) -> Exception | None:
-    """Why `job` must not run, or None. Decodes JSON only: nothing is imported or called."""
+    The stored form is judged by cronwork.jobdata, the one reader of hashes Cronwork did not
+    write (the scheduler and the failed list use it too), so every process refuses the same
+    jobs with the same words; it reads the raw hash again because rq's restore hides an
+    unreadable meta."""
     try:
-        func_name = job.func_name
-        call = (func_name, job.instance, job.args, job.kwargs)
-    except DeserializationError as exc:
-        # rq wraps the serializer's error; a JSON array of the wrong length fails unpacking.
-        not_json = isinstance(exc.__cause__, json.JSONDecodeError | UnicodeDecodeError)
-        return RefusedJob(NOT_JSON if not_json else NOT_A_CALL)
-    func, instance, args, kwargs = call
-    if not (
-        isinstance(func, str) and instance is None and isinstance(args, list) and isinstance(kwargs, dict)
-    ):
-        return RefusedJob(NOT_A_CALL)
-    meta: Any = job.meta
-    # rq's Job.restore replaces a meta its serializer cannot read by {"unserialized": <bytes>};
-    # JSON never yields bytes, so this is exact.
-    if not isinstance(meta, dict) or isinstance(meta.get("unserialized"), bytes):
-        return RefusedJob(META_NOT_OBJECT)
-    if not is_allowed(func_name):
-        return ForbiddenJobFunction(f"refused: {func_name!r} is outside the {ALLOWED_PACKAGE!r} package")
+        fetch_checked(connection, job.id)
+    except UndecodableJob as exc:
+        return exc
+    except NoSuchJobError:
+        return None  # deleted since the dequeue: rq's own handling of a vanished job applies
+    if not is_allowed(job.func_name):
+        return ForbiddenJobFunction(f"refused: {job.func_name!r} is outside the {ALLOWED_PACKAGE!r} package")
     return None
 
 
@@ -63,11 +50,17 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-class RefusalMixin(RunRecordingMixin):
+class RefusalMixin(RunRecordingMixin, OutageMixin):
     """Fails refused jobs in the worker itself, without forking a horse."""
 
     def execute_job(self, job: Job, queue: Queue) -> None:
-        reason = refusal(job)
+        try:
+            reason = refusal(self.connection, job)
+        except REDIS_ERRORS as exc:
+            # Nothing started: the run stays in rq's intermediate queue, whose cleanup requeues
+            # it (IntermediateQueueMixin), as when prepare_execution meets the outage.
+            self.wait_out_redis(exc)
+            return
         if reason is None:
             super().execute_job(job, queue)
         else:
@@ -104,11 +97,19 @@ class RefusalMixin(RunRecordingMixin):
                 job_id, queue = getattr(exc, "job_id", None), getattr(exc, "queue", None)
                 if not isinstance(job_id, str) or not isinstance(queue, Queue):
                     raise
-                self._refuse_unreadable(job_id, queue, exc)
+                self.survive(self._refuse_unreadable, job_id, queue, exc)
 
     def _refuse_unreadable(self, job_id: str, queue: Queue, exc: Exception) -> None:
         """Fail a job whose hash rq cannot read: no Job object exists, so write rq's fields."""
-        exc_string = describe(RefusedJob(f"refused: job hash is unreadable ({describe(exc)})"))
+        try:
+            fetch_checked(self.connection, job_id)
+        except UndecodableJob as found:
+            refused = found  # the words every reader uses
+        except NoSuchJobError:
+            return  # deleted meanwhile: nothing left to fail
+        else:
+            refused = UndecodableJob(job_id, f"bad job field ({describe(exc)})")  # rq-only error
+        exc_string = describe(refused)
         self.log.error("refused job %s: %s", job_id, exc_string)
         with self.connection.pipeline() as pipe:
             ended = utcformat(now())

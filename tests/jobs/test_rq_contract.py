@@ -218,9 +218,9 @@ def write_raw(redis: Redis, job_id: str, **fields: bytes | str) -> None:
 
 
 def test_undecodable_data_and_meta_as_rq_reports_them(redis: Redis) -> None:
-    """refusal() relies on: fetch decodes nothing of `data`; func_name raises
-    DeserializationError caused by the JSON error; an unreadable meta becomes
-    {"unserialized": <bytes>}."""
+    """The refusal (through cronwork.jobdata) relies on: fetch decodes nothing of `data`;
+    func_name raises DeserializationError caused by the JSON error; an unreadable meta is
+    hidden in {"unserialized": <bytes>} (so the raw hash is read again)."""
     write_raw(redis, "pickled", data=pickle.dumps(("x", None, (), {})), meta=pickle.dumps({"a": 1}))
     job = JSONJob.fetch("pickled", connection=redis)  # no error: data is decoded lazily
     assert job.meta == {"unserialized": pickle.dumps({"a": 1})}
@@ -286,4 +286,4 @@ def test_rq_scheduler_writes_json_jobs_that_are_not_refused(redis: Redis) -> Non
     job = scheduler.enqueue_at(datetime.now(UTC) + timedelta(hours=1), "jobs.diagnostics.sleep", 0)
     stored = JSONJob.fetch(job.id, connection=redis)
     assert json.loads(stored.data)[0] == "jobs.diagnostics.sleep"
-    assert refusal(stored) is None
+    assert refusal(redis, stored) is None

@@ -70,12 +70,12 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
     write_job(redis, "foreign", call("os.system", f"touch {marker}"), b"{}")
     write_job(redis, "bad-status", call("jobs.diagnostics.sleep", 0), b"{}", status="bogus")
     expected = {
-        "pickled": "RefusedJob: refused: job data is not valid JSON (an old pickled job or garbage)",
-        "garbage": "RefusedJob: refused: job data is not valid JSON (an old pickled job or garbage)",
-        "short": "RefusedJob: refused: job data is not [function, instance, args, kwargs]",
-        "meta-list": "RefusedJob: refused: job meta is not a JSON object",
+        "pickled": "UndecodableJob: undecodable job data: data is a pickle (the format before JSON), never unpickled",
+        "garbage": "UndecodableJob: undecodable job data: data is not JSON (JSONDecodeError: ",
+        "short": "UndecodableJob: undecodable job data: data is not JSON (ValueError: ",
+        "meta-list": "UndecodableJob: undecodable job data: meta is a JSON list, not an object",
         "foreign": "ForbiddenJobFunction: refused: 'os.system' is outside the 'jobs' package",
-        "bad-status": "RefusedJob: refused: job hash is unreadable (ValueError: 'bogus' is not a valid JobStatus)",
+        "bad-status": "UndecodableJob: undecodable job data: bad job field (ValueError: 'bogus' is not a valid JobStatus)",
     }
 
     proc = processes.start("-m", "jobs.worker", "default", "--name", "gate", name="worker")
@@ -86,7 +86,7 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
         job = JSONJob.fetch(job_id, connection=redis)
         assert job.get_status() == "failed", job_id
         result = job.latest_result()
-        assert result is not None and result.exc_string == reason, job_id
+        assert result is not None and result.exc_string.startswith(reason), (job_id, result)
     assert not redis.llen("rq:queue:default") and not redis.llen("rq:queue:default:intermediate")
 
     # The worker is still there and runs a normal job; nothing of the refused ones ran.
