@@ -20,6 +20,7 @@ from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from app.extensions import cronwork, db
 from cronwork.keys import Keys
+from cronwork.runs import RunState
 from cronwork.scripts import COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob
 from jobs.outcomes import RunRecorder, schedule_of
@@ -71,7 +72,7 @@ class AppJob(JSONJob):
     """An RQ job that runs inside the bound Flask app's context."""
 
     flask_app: ClassVar[Flask | None] = None
-    outcome: str | None = None  # "skipped_overlap" when the run did not execute
+    outcome: RunState | None = None  # SKIPPED_OVERLAP when the run did not execute
 
     def perform(self) -> Any:
         """Refuse foreign functions, run in a fresh app context, enforce overlap and timeout."""
@@ -101,7 +102,7 @@ class AppJob(JSONJob):
         # the overlap lock is taken in the same script, so a dead worker's lock expires on its own.
         started, holder = recorder.started(self, ttl)
         if not started:
-            self.outcome = "skipped_overlap"
+            self.outcome = RunState.SKIPPED_OVERLAP
             log.info("skipped_overlap schedule=%s held_by=%s", schedule_of(self), holder or "?")
             return {"skipped": "overlap", "running": holder}
         return self._perform_checked()

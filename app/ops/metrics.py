@@ -26,14 +26,11 @@ from app.ops.display import parse_time, start_latency
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import LEDGER_CAP, Ledger
+from cronwork.runs import FINAL_FAILURES, RunState
 
 log = logging.getLogger(__name__)
 
-STATES = (
-    "enqueued", "running", "retrying", "succeeded", "failed", "timed_out",
-    "abandoned", "skipped_overlap", "missed", "paused",
-)  # fmt: skip
-FINISHED = ("succeeded", "failed", "timed_out", "abandoned")
+FINISHED = frozenset({RunState.SUCCEEDED, *FINAL_FAILURES})
 EXTENSION = "cronwork_metrics"
 _S = ("schedule",)
 SCHEDULE_SERIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -111,13 +108,15 @@ class CronworkCollector:
         duration = next((r["duration"] for r in finished if "duration" in r), None)
         if isinstance(duration, int | float):
             f["duration"].add_metric([name], float(duration))
-        success = next((parse_time(r.get("ended_at")) for r in finished if r["state"] == "succeeded"), None)
+        success = next(
+            (parse_time(r.get("ended_at")) for r in finished if r["state"] == RunState.SUCCEEDED), None
+        )
         if success is not None:
             f["success"].add_metric([name], success.timestamp())
         counts = Counter(str(r.get("state")) for r in records)
-        for state in STATES:
+        for state in RunState:
             f["runs"].add_metric([name, state], float(counts[state]))
-        f["missed"].add_metric([name], float(counts["missed"]))
+        f["missed"].add_metric([name], float(counts[RunState.MISSED]))
 
     def _queues(self) -> list[Metric]:
         redis = self.connection()

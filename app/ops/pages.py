@@ -15,13 +15,14 @@ from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_
 from app.ops.display import local_time, relative, short_duration, start_latency, trigger_words
 from app.services.failed import RequeueError, list_failed, requeue
 from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
+from cronwork.runs import RunState
 
 log = logging.getLogger(__name__)
 
 DETAIL_HISTORY = 100
-MARK_CLASSES = {
-    "skipped_overlap": "skipped",
-    "timed_out": "timedout",
+MARK_CLASSES: dict[str, str] = {
+    RunState.SKIPPED_OVERLAP: "skipped",
+    RunState.TIMED_OUT: "timedout",
 }
 
 

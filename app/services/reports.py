@@ -22,12 +22,12 @@ from app.services.notifications import notify_admins
 from app.services.timewindows import Window
 from cronwork.keys import Keys
 from cronwork.ledger import LEDGER_CAP, Ledger
+from cronwork.runs import FINAL_FAILURES, RunState
 
 logger = logging.getLogger(__name__)
 
-STARTED = frozenset({"running", "succeeded", "failed", "timed_out", "abandoned", "retrying"})
-FAILURES = frozenset({"failed", "timed_out", "abandoned"})
-SKIPPED = frozenset({"skipped_overlap", "paused"})
+STARTED = frozenset({RunState.RUNNING, RunState.RETRYING, RunState.SUCCEEDED, *FINAL_FAILURES})
+SKIPPED = frozenset({RunState.SKIPPED_OVERLAP, RunState.PAUSED})
 REPORT_TTL = 3 * dedup.DAY_SECONDS
 
 
@@ -84,8 +84,8 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
         name=name,
         ticks=len(states),
         runs=sum(s in STARTED for s in states),
-        failures=sum(s in FAILURES for s in states),
-        misses=sum(s == "missed" for s in states),
+        failures=sum(s in FINAL_FAILURES for s in states),
+        misses=sum(s == RunState.MISSED for s in states),
         skipped=sum(s in SKIPPED for s in states),
         p95_duration=p95(durations),
         capped=capped,
