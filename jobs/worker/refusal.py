@@ -64,14 +64,17 @@ class RefusalMixin(RunRecordingMixin, OutageMixin):
         if reason is None:
             super().execute_job(job, queue)
         else:
-            self.refuse(job, queue, describe(reason))
+            self.refuse(job, queue, reason)
 
-    def refuse(self, job: Job, queue: Queue, exc_string: str) -> None:
+    def refuse(self, job: Job, queue: Queue, reason: Exception) -> None:
         """Fail `job` for good (no retry: it would be refused again), ledger first."""
+        exc_string = describe(reason)
         self.log.error("refused job %s: %s", job.id, exc_string)
         job.ended_at = now()
         state = None
-        if schedule_name(job) is not None:
+        # Nothing in an undecodable job can be trusted to name its schedule (its ledger, its
+        # failure streak, its auto-pause): it shows in the failed list only.
+        if not isinstance(reason, UndecodableJob) and schedule_name(job) is not None:
             state = self.recorder.failed(job, exc_string, False, attempt_of(job))
         with self.connection.pipeline() as pipe:
             job.set_status(JobStatus.FAILED, pipeline=pipe)

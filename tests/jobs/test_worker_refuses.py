@@ -17,9 +17,10 @@ import pytest
 from redis import Redis
 from rq.registry import FailedJobRegistry
 
+from cronwork.ledger import Ledger
 from cronwork.serializer import JSONJob
 from tests.conftest import Processes, wait_until
-from tests.jobs.helpers import enqueue_run, state_is
+from tests.jobs.helpers import KEYS, enqueue_run, state_is
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +65,9 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
     write_job(
         redis, "pickled", pickle.dumps(("jobs.diagnostics.sleep", None, (touch,), {})), pickle.dumps(touch)
     )
-    write_job(redis, "garbage", b"\x00\xff not json at all", b"{}")
+    # Its meta names a schedule, but nothing in an undecodable job is trusted: no ledger entry.
+    forged = json.dumps({"cronwork_schedule": "forged", "tick": 1_700_000_000}).encode()
+    write_job(redis, "garbage", b"\x00\xff not json at all", forged)
     write_job(redis, "short", b'["jobs.diagnostics.sleep", null]', b"{}")
     write_job(redis, "meta-list", call("jobs.diagnostics.sleep", 0), b"[1, 2]")
     write_job(redis, "foreign", call("os.system", f"touch {marker}"), b"{}")
@@ -94,3 +97,4 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
     wait_until(lambda: state_is(redis, "after", later, "succeeded"), timeout=30)
     assert proc.poll() is None, processes.output(proc)
     assert not marker.exists()
+    assert Ledger(redis, KEYS).history("forged", 10) == []
