@@ -10,7 +10,7 @@ from redis import Redis, WatchError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 
-from cronwork.jobdata import UndecodableJob, fetch_many_checked, latest_result_checked
+from cronwork.jobdata import UndecodableJob, fetch_checked, fetch_many_checked, latest_result_checked
 from cronwork.keys import Keys
 from cronwork.runs import RunWriter, error_fields, schedule_of, tick_of
 from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
@@ -79,9 +79,12 @@ def requeue(connection: Redis, keys: Keys, job_id: str) -> FailedRun:
     The job leaves the failed registry, enters its queue and its run record turns `enqueued`
     (outcome cleared, `requeued_at` set) in one transaction."""
     try:
-        job = JSONJob.fetch(job_id, connection=connection)
+        job = fetch_checked(connection, job_id)
     except NoSuchJobError:
         raise RequeueError(f"no job {job_id!r}") from None
+    except UndecodableJob as exc:
+        # A worker would only refuse it again: delete it (rq-dashboard) once looked at.
+        raise RequeueError(f"job {job_id!r} is not requeued: {exc}") from None
     queue = json_queue(job.origin, connection)
     registry = queue.failed_job_registry
     if job_id not in registry:
@@ -107,5 +110,7 @@ def requeue(connection: Redis, keys: Keys, job_id: str) -> FailedRun:
 
 
 def requeue_all(connection: Redis, keys: Keys, schedule: str | None = None) -> list[FailedRun]:
-    """Requeue every failed job (optionally one schedule's); returns what was requeued."""
-    return [requeue(connection, keys, run.job_id) for run in list_failed(connection, schedule)]
+    """Requeue every failed job (optionally one schedule's) that can run; returns what was
+    requeued. Undecodable jobs stay in the failed registry."""
+    runs = [run for run in list_failed(connection, schedule) if run.error_type != UndecodableJob.__name__]
+    return [requeue(connection, keys, run.job_id) for run in runs]

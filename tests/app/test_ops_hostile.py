@@ -51,6 +51,17 @@ def test_failed_list_shows_undecodable_jobs_as_failed_runs(
     assert ran(marker) == ""
 
 
+def test_api_refuses_to_requeue_undecodable_jobs(client: FlaskClient, planted: Planted, marker: Path) -> None:
+    for job_id in planted.failed:
+        response = client.post(f"/api/failed/{job_id}/requeue", headers=bearer())
+        assert response.status_code == 404 and UNDECODABLE in response.get_json()["error"]
+    everything = client.post("/api/failed/requeue", headers=bearer())
+    assert everything.status_code == 200, everything.get_json()
+    listed = client.get("/api/failed", headers=bearer()).get_json()["failed"]
+    assert sorted(r["job_id"] for r in listed) == sorted(planted.failed)  # all still there
+    assert ran(marker) == ""
+
+
 def test_schedule_pages_render(client: FlaskClient, planted: Planted, marker: Path) -> None:
     for path in ("/", "/schedules/hc", "/schedules/nightly"):
         assert client.get(path, headers=basic()).status_code == 200, path
