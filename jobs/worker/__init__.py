@@ -18,8 +18,7 @@ tests/jobs/test_rq_contract.py pins every rq behaviour these rely on.
 
 from __future__ import annotations
 
-from jobs.worker.abandon import CronworkQueue
-from jobs.worker.build import CronworkWorker, build_worker, preload_jobs
+from jobs.worker.build import CronworkQueue, CronworkWorker, build_worker, preload_jobs
 from jobs.worker.cli import main
 from jobs.worker.defaults import (
     HEARTBEAT_GRACE,

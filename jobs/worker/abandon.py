@@ -21,7 +21,7 @@ from jobs.worker.defaults import (
 )
 
 
-class CronworkQueue(Queue):
+class MaintenanceLockQueue(Queue):
     """rq's Queue with a maintenance lock that lives MAINTENANCE_LOCK_TTL, not 899 s.
 
     A worker that dies holding rq's lock stopped every worker's registry cleaning, and so

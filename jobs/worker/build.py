@@ -11,13 +11,17 @@ from rq import Worker
 from app.extensions import redis_from_config
 from cronwork.serializer import JOB_SERIALIZER
 from jobs.runtime import EnforcedDeathPenalty, bind_app
-from jobs.worker.abandon import CronworkQueue, FastAbandonMixin
+from jobs.worker.abandon import FastAbandonMixin, MaintenanceLockQueue
 from jobs.worker.intermediate import IntermediateQueueMixin
 from jobs.worker.logcontext import LogContextMixin
 from jobs.worker.outage import OutageMixin
 from jobs.worker.parentdeath import ParentDeathMixin, WorkerKeyMixin
-from jobs.worker.refusal import RefusalMixin
+from jobs.worker.refusal import RefusalMixin, RefusingQueue
 from jobs.worker.shutdown import GracefulStopMixin
+
+
+class CronworkQueue(RefusingQueue, MaintenanceLockQueue):
+    """The worker's queues: a short maintenance lock, and unreadable hashes failed, not raised."""
 
 
 class CronworkWorker(

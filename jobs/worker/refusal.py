@@ -10,6 +10,8 @@ and any import, with a reason in the failed registry; the worker goes on.
 
 from __future__ import annotations
 
+import logging
+
 from redis import Redis
 from rq import Queue
 from rq.defaults import DEFAULT_FAILURE_TTL
@@ -18,13 +20,15 @@ from rq.job import Job, JobStatus
 from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 
-from cronwork.jobdata import UndecodableJob, fetch_checked
+from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from jobs.outcomes import attempt_of, error_fields
 from jobs.runtime import ALLOWED_PACKAGE, ForbiddenJobFunction, is_allowed
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
 from jobs.worker.outage import OutageMixin
 from jobs.worker.recording import RunRecordingMixin
+
+log = logging.getLogger(__name__)
 
 
 def refusal(connection: Redis, job: Job) -> Exception | None:
@@ -103,27 +107,47 @@ class RefusalMixin(RunRecordingMixin, OutageMixin):
                 self.survive(self._refuse_unreadable, job_id, queue, exc)
 
     def _refuse_unreadable(self, job_id: str, queue: Queue, exc: Exception) -> None:
-        """Fail a job whose hash rq cannot read: no Job object exists, so write rq's fields."""
+        fail_unreadable(queue, job_id, exc, self.name)
+
+
+def fail_unreadable(queue: Queue, job_id: str, exc: BaseException, worker_name: str = "") -> None:
+    """Fail a job whose hash rq cannot read: no Job object exists, so write rq's fields."""
+    try:
+        fetch_checked(queue.connection, job_id)
+    except UndecodableJob as found:
+        refused = found  # the words every reader uses
+    except NoSuchJobError:
+        return  # deleted meanwhile: nothing left to fail
+    else:
+        refused = UndecodableJob(job_id, f"bad job field ({describe(exc)})")  # rq-only error
+    exc_string = describe(refused)
+    log.error("refused job %s: %s", job_id, exc_string)
+    with queue.connection.pipeline() as pipe:
+        ended = utcformat(now())
+        pipe.hset(
+            Job.key_for(job_id), mapping={"status": "failed", "exc_info": exc_string, "ended_at": ended}
+        )
+        pipe.zadd(queue.failed_job_registry.key, {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
+        # A bare Job (id only, nothing read) carries the Result, as for any failed job.
+        bare = queue.job_class(job_id, connection=queue.connection)
+        Result.create_failure(
+            bare, DEFAULT_FAILURE_TTL, exc_string=exc_string, worker_name=worker_name, pipeline=pipe
+        )
+        pipe.lrem(queue.intermediate_queue_key, 1, job_id)
+        pipe.execute()
+
+
+class RefusingQueue(Queue):
+    """rq's Queue whose `fetch_job` fails an unreadable hash instead of raising.
+
+    rq's maintenance reads jobs it finds in the intermediate queue with `fetch_job`, which
+    skips only a missing hash: one with a bad status or date (planted, or left by a dequeue
+    that met a Redis outage before the refusal) raised out of the cleaning, and the worker quit.
+    """
+
+    def fetch_job(self, job_id: str) -> Job | None:
         try:
-            fetch_checked(self.connection, job_id)
-        except UndecodableJob as found:
-            refused = found  # the words every reader uses
-        except NoSuchJobError:
-            return  # deleted meanwhile: nothing left to fail
-        else:
-            refused = UndecodableJob(job_id, f"bad job field ({describe(exc)})")  # rq-only error
-        exc_string = describe(refused)
-        self.log.error("refused job %s: %s", job_id, exc_string)
-        with self.connection.pipeline() as pipe:
-            ended = utcformat(now())
-            pipe.hset(
-                Job.key_for(job_id), mapping={"status": "failed", "exc_info": exc_string, "ended_at": ended}
-            )
-            pipe.zadd(queue.failed_job_registry.key, {job_id: current_timestamp() + DEFAULT_FAILURE_TTL})
-            # A bare Job (id only, nothing read) carries the Result, as for any failed job.
-            bare = self.job_class(job_id, connection=self.connection)
-            Result.create_failure(
-                bare, DEFAULT_FAILURE_TTL, exc_string=exc_string, worker_name=self.name, pipeline=pipe
-            )
-            pipe.lrem(queue.intermediate_queue_key, 1, job_id)
-            pipe.execute()
+            return super().fetch_job(job_id)
+        except DECODE_ERRORS as exc:
+            fail_unreadable(self, job_id, exc)
+            return None  # rq's cleanup then drops the entry, as for a missing job

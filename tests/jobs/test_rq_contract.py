@@ -20,6 +20,7 @@ import rq
 from redis import Redis
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError, DeserializationError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 from rq.worker import BaseWorker
@@ -126,6 +127,17 @@ def test_every_override_is_pinned_and_no_helper_shadows_rq() -> None:
 def test_signature_of_each_called_method(name: str) -> None:
     theirs = str(inspect.signature(getattr(Worker, name)))
     assert theirs == CALLED[name], f"rq changed Worker.{name}{CALLED[name]} to {theirs}"
+
+
+def test_queue_methods_overridden_and_how_maintenance_uses_them() -> None:
+    """CronworkQueue overrides these; RefusingQueue.fetch_job returns None for an unreadable
+    hash, which rq's intermediate-queue cleanup must treat as a missing job (drop the entry)."""
+    assert str(inspect.signature(Queue.fetch_job)) == "(self, job_id: 'str') -> 'Job | None'"
+    assert str(inspect.signature(Queue.acquire_maintenance_lock)) == "(self) -> 'bool'"
+    assert "except NoSuchJobError:" in inspect.getsource(Queue.fetch_job)
+    cleanup = inspect.getsource(IntermediateQueue.cleanup)
+    assert "job = queue.fetch_job(job_id)" in cleanup
+    assert "if not job:" in cleanup and "self.remove(job_id)" in cleanup
 
 
 def test_constants_the_worker_caps() -> None:

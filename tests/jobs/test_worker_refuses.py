@@ -98,3 +98,18 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
     assert proc.poll() is None, processes.output(proc)
     assert not marker.exists()
     assert Ledger(redis, KEYS).history("forged", 10) == []
+
+
+def test_an_unreadable_hash_in_the_intermediate_queue_does_not_stop_maintenance(
+    redis: Redis, processes: Processes
+) -> None:
+    """rq's cleanup reads it with Queue.fetch_job, which only skips a missing hash."""
+    write_job(redis, "stranded", call("jobs.diagnostics.sleep", 0), b"{}", status="bogus")
+    redis.lmove("rq:queue:default", "rq:queue:default:intermediate")
+    proc = processes.start("-m", "jobs.worker", "default", name="worker")
+    failed = FailedJobRegistry("default", connection=redis)
+    wait_until(lambda: "stranded" in failed.get_job_ids(), timeout=30)
+    assert not redis.llen("rq:queue:default:intermediate")
+    later = enqueue_run(redis, "after", 'func = "jobs.diagnostics.sleep"\ncron = "0 0 1 1 *"\nargs = [0]\n')
+    wait_until(lambda: state_is(redis, "after", later, "succeeded"), timeout=30)
+    assert proc.poll() is None, processes.output(proc)
