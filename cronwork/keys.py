@@ -86,7 +86,7 @@ class Keys:
         return f"{self.prefix}:attempts:{name}:{tick_epoch}"
 
     def overlap_lock(self, name: str) -> str:
-        """Held by the running job of an `overlap = "skip"` schedule (value = its job id)."""
+        """Held by the running attempt of an `overlap = "skip"` schedule (value = its token)."""
         return f"{self.prefix}:overlap:{name}"
 
     def failure_streak(self, name: str) -> str:

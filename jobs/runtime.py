@@ -15,13 +15,10 @@ from types import FrameType
 from typing import Any, ClassVar
 
 from flask import Flask
-from redis import Redis
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from app.extensions import cronwork, db
-from cronwork.keys import Keys
 from cronwork.runs import RunState
-from cronwork.scripts import COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob
 from jobs.outcomes import RunRecorder, schedule_of
 
@@ -112,11 +109,6 @@ class AppJob(JSONJob):
         if EnforcedDeathPenalty.fired:
             raise TimeoutSwallowed(f"job {self.id} caught its JobTimeoutException and returned anyway")
         return result
-
-
-def release_overlap_lock(redis: Redis, keys: Keys, name: str, token: str) -> bool:
-    """Release a schedule's overlap lock if the attempt `token` holds it."""
-    return bool(redis.eval(COMPARE_AND_DELETE, 1, keys.overlap_lock(name), token))
 
 
 def bind_app(app: Flask) -> type[AppJob]:

@@ -19,11 +19,11 @@ from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from app.extensions import db
+from app.extensions import cronwork, db
 from cronwork.keys import Keys
+from cronwork.runs import RunState
 from jobs.alerts import flush_pending, on_final_failure
 from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields
-from jobs.runtime import release_overlap_lock
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
 
@@ -40,7 +40,7 @@ class AppBoundMixin(Worker):
     def setup(self, app: Flask) -> None:
         """Bind the app (build_worker calls this once, before work())."""
         self.flask_app = app
-        self.keys = Keys(app.config["CRONWORK_PREFIX"])
+        self.keys = cronwork.keys(app)
         self.recorder = RunRecorder(self.connection, self.keys)
 
     def main_work_horse(self, job: Job, queue: Queue) -> None:
@@ -52,7 +52,13 @@ class AppBoundMixin(Worker):
 
 
 class RunRecordingMixin(AppBoundMixin):
-    """Records succeeded / skipped / retrying / failed / timed_out / abandoned runs."""
+    """Records succeeded / skipped / retrying / failed / timed_out / abandoned runs.
+
+    Every write after an attempt started is fenced (cronwork.runs): when the ledger refuses
+    it because a newer attempt owns the run (an orphaned horse, a retry's predecessor), the
+    worker does not commit rq's job status either; it only drops its own execution entry, so
+    the newer attempt's status, lock and record stay as they are.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -66,10 +72,13 @@ class RunRecordingMixin(AppBoundMixin):
         if schedule_name(job) is not None:
             # rq keeps the return value only in the private `_result` until it writes the
             # Result (pinned in tests/jobs/test_rq_contract.py).
-            if getattr(job, "outcome", None) == "skipped_overlap":
-                self.recorder.skipped_overlap(job, job._result)
+            if getattr(job, "outcome", None) == RunState.SKIPPED_OVERLAP:
+                finish = self.recorder.skipped_overlap(job, job._result)
             else:
-                self.recorder.succeeded(job, job._result)  # also ends the failure streak
+                finish = self.recorder.succeeded(job, job._result)  # also ends the failure streak
+            if not finish.current:
+                self._drop_stale(job, execution)
+                return
         super().handle_job_success(job, queue, started_job_registry, execution)
 
     def handle_job_failure(
@@ -85,7 +94,12 @@ class RunRecordingMixin(AppBoundMixin):
         will_retry = job.should_retry and self._stopped_job_id != job.id
         state = None
         if schedule_name(job) is not None:
-            state = self.recorder.failed(job, exc_string, will_retry, attempt_of(job))
+            # In the horse the attempt's token fences the write; in this parent (its horse
+            # died) the worker's name does: unless another worker's attempt runs.
+            state = self.recorder.failed(job, exc_string, will_retry, attempt_of(job), worker=self.name)
+            if not self.recorder.last.current:
+                self._drop_stale(job, execution)
+                return
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
         if state is not None:
             self.after_failure(job, state, error_fields(exc_string)["error"])
@@ -95,19 +109,24 @@ class RunRecordingMixin(AppBoundMixin):
         if issubclass(exc_type, AbandonedJobError) and schedule_name(job) is not None:
             will_retry = bool(job.retries_left and job.retries_left > 0)
             state = self.recorder.failed(job, ABANDONED_ERROR, will_retry)
-            self.after_failure(job, state, "worker died mid-job (abandoned)")
+            if self.recorder.last.current:
+                self.after_failure(job, state, "worker died mid-job (abandoned)")
         return True  # let rq's other handlers run
 
+    def _drop_stale(self, job: Job, execution: Execution | None) -> None:
+        """A newer attempt owns the run: remove only this attempt's execution entry."""
+        self.log.warning("stale attempt of %s: rq's job status is left to the newer attempt", job.id)
+        with self.connection.pipeline() as pipe:
+            self.cleanup_execution(job, pipeline=pipe, execution=execution)
+            pipe.execute()
+
     def after_failure(self, job: Job, state: str, error: str) -> None:
-        """Release a dead run's overlap lock; alert on a final failure."""
+        """Alert on a final failure (the overlap lock was released with the ledger write)."""
         name = schedule_name(job)
-        if name is None:
+        if name is None or state not in FINAL_FAILURES:
             return
-        # A horse that died (killed, OOM, abandoned) never released its overlap lock.
-        release_overlap_lock(self.connection, self.keys, name, job.id)
-        if state not in FINAL_FAILURES:
-            return
-        pause_after = int(job.meta.get("pause_after_failures", 0) or 0)
+        meta = job.meta if isinstance(job.meta, dict) else {}
+        pause_after = int(meta.get("pause_after_failures", 0) or 0)
         on_final_failure(self.flask_app, self.connection, self.keys, name, job.id, state, error, pause_after)
 
     def run_maintenance_tasks(self) -> None:

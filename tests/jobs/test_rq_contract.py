@@ -83,6 +83,7 @@ CALLED = {
     "increment_failed_job_count": "(self, pipeline: 'Pipeline | None' = None)",
     "serialize": "(self) -> 'dict'",
     "push_exc_handler": "(self, handler_func)",
+    "cleanup_execution": "(self, job: 'Job', pipeline: 'Pipeline', execution: 'Execution | None' = None)",
 }
 
 

@@ -8,13 +8,15 @@ own registry as rq-dashboard calls it), the next attempt is numbered after the o
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from redis import Redis
 
 from app.services.failed import requeue
 from cronwork.ledger import Ledger
-from cronwork.serializer import json_queue
+from cronwork.runs import Guard, RunState, RunWriter
+from cronwork.serializer import JSONJob, json_queue
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import KEYS, enqueue_run, record, rq_status_is, state_is
 
@@ -84,4 +86,25 @@ def test_fail_retry_succeed_shows_the_success_without_the_old_error(redis: Redis
     rec = record(redis, "flaky", job_id)
     assert rec["attempt"] == 2 and "error" not in rec and "error_type" not in rec, rec
     assert redis.get(KEYS.failure_streak("flaky")) is None
+    assert proc.poll() is None
+
+
+def test_a_stale_attempt_commits_neither_its_outcome_nor_rqs_status(redis: Redis, processes: Processes) -> None:
+    body = 'func = "jobs.diagnostics.sleep"\ncron = "0 0 1 1 *"\ntimeout = "30s"\noverlap = "skip"\nargs = [4]'
+    job_id = enqueue_run(redis, "exclusive", body)
+    proc = processes.start("-m", "jobs.worker", "default", "--name", "worker-a", name="worker-a")
+    wait_until(lambda: state_is(redis, "exclusive", job_id, "running"), timeout=20)
+    tick = record(redis, "exclusive", job_id)["tick"]
+    # What an abandonment and a retry elsewhere would write while worker-a's horse still runs
+    # (an orphan whose parent-death signal failed): the run now belongs to a newer attempt.
+    runs, now = RunWriter(redis, KEYS), datetime.now(UTC)
+    assert runs.finished("exclusive", tick, RunState.RETRYING, Guard.OWNER, "worker-a", {}, {}).current
+    assert runs.started("exclusive", tick, "newer", job_id, "worker-b", now, now, 60) == (True, 2)
+
+    wait_until(lambda: "stale attempt" in processes.output(proc), timeout=20)
+    rec = record(redis, "exclusive", job_id)
+    assert rec["state"] == "running" and rec["token"] == "newer" and rec["worker"] == "worker-b", rec
+    assert redis.get(KEYS.overlap_lock("exclusive")) == b"newer"
+    assert JSONJob.fetch(job_id, connection=redis).get_status() == "started"  # not `finished`
+    assert job_id not in json_queue("default", redis).finished_job_registry
     assert proc.poll() is None
