@@ -73,16 +73,32 @@ class Guard(StrEnum):
     """Which writer may finish a run (see FINISH)."""
 
     TOKEN = "token"  # the attempt itself: only while its token is the record's
-    OWNER = "owner"  # the worker whose horse died: unless another worker's attempt runs
-    OPEN = "open"  # whoever found the attempt abandoned: unless the run is already final
+    OWNER = "owner"  # the worker whose horse died: unless the run ended or another worker's runs
+    OPEN = "open"  # whoever found the attempt abandoned: unless the run already ended
 
 
 @dataclass(frozen=True)
 class Finish:
     """How a transition to a final (or retrying) state went."""
 
-    current: bool  # False: a newer attempt owns the run, nothing was written
+    current: bool  # False: nothing was written (see `ended_as`)
     streak: int = 0  # final failures in a row of the schedule, after this one
+    # Refused because the run had already ended so (its horse recorded the end, then died
+    # before rq committed the job's status), not because a newer attempt owns it.
+    ended_as: RunState | None = None
+
+    @property
+    def ended_well(self) -> bool:
+        """The run had already succeeded (or been skipped): it must never run again."""
+        return self.ended_as in (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP)
+
+
+class StartKind(StrEnum):
+    """How an attempt's start went."""
+
+    STARTED = "started"  # the attempt owns the run; run the job
+    HELD = "held"  # the schedule's overlap lock is held by another run: skip
+    DONE = "done"  # the run already succeeded (or was skipped): never run it again
 
 
 def schedule_of(job: Job) -> str | None:
@@ -139,16 +155,19 @@ def _clip(text: str) -> str:
 # KEYS: record, index, attempts, overlap lock ('' when the schedule allows overlap)
 # ARGV: token, started_at, worker, job_id, enqueued_at, lock ttl (0: no lock), name, tick,
 #       ledger ttl, ledger cap
-# Returns {1, attempt} or {0, holder of the overlap lock}.
+# Returns {1, attempt}, {0, holder of the overlap lock} or {2, state} when the run already
+# ended well: a horse that recorded its success and died before rq committed the job's status
+# leaves rq to retry (or fail) a job that must not run again.
 START = """
 local rec = KEYS[1]
+local prev = redis.call('HGET', rec, 'state')
+if prev == 'succeeded' or prev == 'skipped_overlap' then return {2, prev} end
 local acquired, holder = 1, false
 if ARGV[6] ~= '0' then
   if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'EX', ARGV[6]) then
     acquired, holder = 0, redis.call('GET', KEYS[4])
   end
 end
-local prev = redis.call('HGET', rec, 'state')
 if prev == 'failed' or prev == 'timed_out' or prev == 'abandoned' then
   -- Requeued by a tool that does not write records (rq requeue, rq-dashboard).
   redis.call('HSET', rec, 'requeued_at', ARGV[5])
@@ -168,17 +187,18 @@ return {1, attempt}
 # KEYS: record, attempts, overlap lock (or ''), failure streak, alerted
 # ARGV: guard, guard value, JSON of the fields to set, JSON of the attempt entry ('' = none),
 #       outcome ('success' | 'failure' | 'other'), ledger ttl
-# Returns {1, streak} when written, {0, 0} when a newer attempt owns the run.
+# Returns {1, streak} when written; {0, 0} when a newer attempt owns the run, {0, state} when
+# the run had already ended (only a writer without the attempt's token can find that).
 FINISH = """
 local rec = KEYS[1]
 local cur = redis.call('HMGET', rec, 'token', 'worker', 'state')
 local token, worker, state = cur[1], cur[2], cur[3]
+local ended = state and state ~= 'enqueued' and state ~= 'running' and state ~= 'retrying'
 if ARGV[1] == 'token' then
   if token ~= ARGV[2] then return {0, 0} end
-elseif ARGV[1] == 'owner' then
-  if state == 'running' and worker ~= ARGV[2] then return {0, 0} end
-elseif ARGV[1] == 'open' then
-  if state ~= 'enqueued' and state ~= 'running' and state ~= 'retrying' and state then return {0, 0} end
+else
+  if ended then return {0, state} end
+  if ARGV[1] == 'owner' and state == 'running' and worker ~= ARGV[2] then return {0, 0} end
 end
 if KEYS[3] ~= '' and token and redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
 redis.call('HDEL', rec, 'ended_at', 'duration', 'result', 'error_type', 'error')
@@ -271,17 +291,19 @@ class RunWriter:
         at: datetime,
         enqueued_at: datetime | None,
         overlap_ttl: int = 0,
-    ) -> tuple[bool, int | str | None]:
-        """An attempt begins: (True, attempt number), or (False, holder) when the schedule's
-        overlap lock is held by another run's attempt."""
+    ) -> tuple[StartKind, int | str | None]:
+        """An attempt begins: (STARTED, attempt number); (HELD, holder's token) when the
+        schedule's overlap lock is held by another run's attempt; (DONE, state) when the run
+        already ended well and must not run again."""
         lock = self.keys.overlap_lock(name) if overlap_ttl else ""
         keys = [self.ledger.run_key(name, tick), self.keys.ledger(name), self.ledger.attempts_key(name, tick)]
         args: list[str | int] = [token, at.isoformat(), worker, job_id, (enqueued_at or at).isoformat()]
         args += [overlap_ttl, name, tick, LEDGER_TTL, LEDGER_CAP]
-        ok, value = cast(list[Any], self._start(keys=[*keys, lock], args=args))
-        if ok:
-            return True, int(value)
-        return False, value.decode() if isinstance(value, bytes) else None
+        code, value = cast(list[Any], self._start(keys=[*keys, lock], args=args))
+        text = value.decode() if isinstance(value, bytes) else None
+        if code == 1:
+            return StartKind.STARTED, int(value)
+        return (StartKind.HELD, text) if code == 0 else (StartKind.DONE, text)
 
     def finished(
         self,
@@ -306,5 +328,8 @@ class RunWriter:
         ]
         entry = json.dumps({**attempt_entry, "state": str(state)}) if attempt_entry is not None else ""
         args: list[str | int] = [str(guard), guard_value, json.dumps(encoded), entry, outcome, LEDGER_TTL]
-        written, streak = cast(list[int], self._finish(keys=keys, args=args))
-        return Finish(current=bool(written), streak=int(streak))
+        written, detail = cast(list[Any], self._finish(keys=keys, args=args))
+        if written:
+            return Finish(current=True, streak=int(detail))
+        ended = RunState(detail.decode()) if isinstance(detail, bytes) else None
+        return Finish(current=False, ended_as=ended)

@@ -22,6 +22,7 @@ from cronwork.runs import (
     Guard,
     RunState,
     RunWriter,
+    StartKind,
     error_fields,
     result_text,
     schedule_of,
@@ -70,25 +71,29 @@ class RunRecorder:
         self.writer = RunWriter(connection, keys)
         self.last = Finish(current=True)
 
-    def started(self, job: Job, overlap_ttl: int = 0) -> tuple[bool, str | None]:
+    def started(self, job: Job, overlap_ttl: int = 0) -> tuple[StartKind, str | None]:
         """A new attempt of the job's run begins: it gets a token (kept on the job object).
 
-        Returns (True, None), or (False, job id of the run holding the overlap lock)."""
+        Returns (STARTED, None), (HELD, job id of the run holding the overlap lock) or
+        (DONE, the state the run already ended in)."""
         name, tick = schedule_of(job), tick_of(job)
         if name is None or tick is None:
-            return True, None
+            return StartKind.STARTED, None
         token = f"{job.id}/{uuid4().hex[:12]}"
         job.attempt_token = token  # type: ignore[attr-defined]  # read by the finishing writes
         started = (job.started_at or datetime.now(UTC)).replace(tzinfo=UTC)
         enqueued = job.enqueued_at.replace(tzinfo=UTC) if job.enqueued_at else None
-        ok, value = self.writer.started(
+        kind, value = self.writer.started(
             name, tick, token, job.id, job.worker_name or "", started, enqueued, overlap_ttl
         )
-        log.info("run schedule=%s job_id=%s state=running attempt=%s", name, job.id, value if ok else "-")
-        if ok:
-            return True, None
+        if kind is StartKind.STARTED:
+            log.info("run schedule=%s job_id=%s state=running attempt=%s", name, job.id, value)
+            return kind, None
+        if kind is StartKind.DONE:
+            log.warning("run schedule=%s job_id=%s already ended %s: not run again", name, job.id, value)
+            return kind, str(value)
         holder = value.split("/", 1)[0] if isinstance(value, str) else None
-        return False, holder
+        return kind, holder
 
     def succeeded(self, job: Job, result: Any) -> Finish:
         fields = {**self._ended(job), "result": result_text(result)}
@@ -139,9 +144,16 @@ class RunRecorder:
         self.last = self.writer.finished(name, tick, state, guard, value, {"job_id": job.id, **fields}, entry)
         if self.last.current:
             log.info("run schedule=%s job_id=%s state=%s", name, job.id, state)
+        elif self.last.ended_as is not None:
+            ended = self.last.ended_as
+            log.warning("run schedule=%s job_id=%s had ended %s: %s not recorded", name, job.id, ended, state)
         else:
-            log.warning("stale attempt schedule=%s job_id=%s: %s not recorded, a newer attempt owns the run",
-                        name, job.id, state)
+            log.warning(
+                "stale attempt schedule=%s job_id=%s: %s not recorded, a newer attempt owns the run",
+                name,
+                job.id,
+                state,
+            )
         return self.last
 
     @staticmethod

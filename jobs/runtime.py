@@ -18,7 +18,7 @@ from flask import Flask
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from app.extensions import cronwork, db
-from cronwork.runs import RunState
+from cronwork.runs import RunState, StartKind
 from cronwork.serializer import JSONJob
 from jobs.outcomes import RunRecorder, schedule_of
 
@@ -70,6 +70,7 @@ class AppJob(JSONJob):
 
     flask_app: ClassVar[Flask | None] = None
     outcome: RunState | None = None  # SKIPPED_OVERLAP when the run did not execute
+    ledger_done = False  # the run had already ended in the ledger: nothing to record
 
     def perform(self) -> Any:
         """Refuse foreign functions, run in a fresh app context, enforce overlap and timeout."""
@@ -97,11 +98,16 @@ class AppJob(JSONJob):
             ttl = int(self.timeout or 0) + HARD_KILL_GRACE + OVERLAP_LOCK_MARGIN
         # The attempt's token fences every later write of this run (record, lock, rq status);
         # the overlap lock is taken in the same script, so a dead worker's lock expires on its own.
-        started, holder = recorder.started(self, ttl)
-        if not started:
+        kind, detail = recorder.started(self, ttl)
+        if kind is StartKind.HELD:
             self.outcome = RunState.SKIPPED_OVERLAP
-            log.info("skipped_overlap schedule=%s held_by=%s", schedule_of(self), holder or "?")
-            return {"skipped": "overlap", "running": holder}
+            log.info("skipped_overlap schedule=%s held_by=%s", schedule_of(self), detail or "?")
+            return {"skipped": "overlap", "running": detail}
+        if kind is StartKind.DONE:
+            # rq retried a run whose success was recorded before its horse died; the ledger
+            # keeps that success and rq now commits it too.
+            self.ledger_done = True
+            return {"already": detail}
         return self._perform_checked()
 
     def _perform_checked(self) -> Any:

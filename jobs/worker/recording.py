@@ -30,6 +30,19 @@ from jobs.worker.logcontext import schedule_name
 ABANDONED_ERROR = "AbandonedJobError: worker died mid-job"
 
 
+def retry_without_rerun(job: Job) -> None:
+    """Make rq retry, at once, a run whose end the ledger already holds.
+
+    The horse records the end before rq commits the job's status; a horse killed in between
+    leaves rq to fail (or retry later) a run that ended, often well. rq's handling after this
+    point only retries or fails (it reads `retries_left` after the handlers, pinned in the
+    contract test), so one more retry is how rq's status catches up: the retry's start finds
+    the run ended (cronwork.runs.START) and commits it without running the job again.
+    """
+    job.retries_left = max(job.retries_left or 0, 1)
+    job.retry_intervals = None
+
+
 class AppBoundMixin(Worker):
     """Holds the app, and keeps the parent's database connections out of every horse."""
 
@@ -69,7 +82,7 @@ class RunRecordingMixin(AppBoundMixin):
     def handle_job_success(
         self, job: Job, queue: Queue, started_job_registry: StartedJobRegistry, execution: Execution
     ) -> None:
-        if schedule_name(job) is not None:
+        if schedule_name(job) is not None and not getattr(job, "ledger_done", False):
             # rq keeps the return value only in the private `_result` until it writes the
             # Result (pinned in tests/jobs/test_rq_contract.py).
             if getattr(job, "outcome", None) == RunState.SKIPPED_OVERLAP:
@@ -97,7 +110,13 @@ class RunRecordingMixin(AppBoundMixin):
             # In the horse the attempt's token fences the write; in this parent (its horse
             # died) the worker's name does: unless another worker's attempt runs.
             state = self.recorder.failed(job, exc_string, will_retry, attempt_of(job), worker=self.name)
-            if not self.recorder.last.current:
+            finish = self.recorder.last
+            if finish.ended_as is not None:
+                # The run ended before its horse died: nothing to alert; rq follows the ledger.
+                state = None
+                if finish.ended_well:
+                    retry_without_rerun(job)
+            elif not finish.current:
                 self._drop_stale(job, execution)
                 return
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
@@ -111,6 +130,8 @@ class RunRecordingMixin(AppBoundMixin):
             state = self.recorder.failed(job, ABANDONED_ERROR, will_retry)
             if self.recorder.last.current:
                 self.after_failure(job, state, "worker died mid-job (abandoned)")
+            elif self.recorder.last.ended_well:
+                retry_without_rerun(job)
         return True  # let rq's other handlers run
 
     def _drop_stale(self, job: Job, execution: Execution | None) -> None:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import OperationalError
 
 from cronwork.keys import Keys
 from cronwork.ledger import Ledger
-from cronwork.runs import Guard, RunState, RunWriter, Trigger, error_fields
+from cronwork.runs import Guard, RunState, RunWriter, StartKind, Trigger, error_fields
 
 KEYS = Keys()
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
@@ -56,9 +56,9 @@ def test_states_know_whether_they_are_final_and_failures() -> None:
 
 def test_fail_retry_succeed_leaves_no_stale_error(redis: Redis, runs: RunWriter) -> None:
     enqueue(redis, runs)
-    assert start(runs, "a") == (True, 1)
+    assert start(runs, "a") == (StartKind.STARTED, 1)
     assert finish(runs, RunState.RETRYING, "a", error_type="RuntimeError", error="boom")
-    assert start(runs, "b") == (True, 2)
+    assert start(runs, "b") == (StartKind.STARTED, 2)
     assert finish(runs, RunState.SUCCEEDED, "b", result='{"ok": true}')
     rec = record(redis)
     assert rec["state"] == "succeeded" and rec["attempt"] == 2 and rec["result"] == {"ok": True}
@@ -74,7 +74,7 @@ def test_a_stale_attempt_can_neither_overwrite_nor_release_the_newer_one(redis: 
     # w1's parent died; another worker's maintenance finds the run abandoned and retries it.
     abandoned = runs.finished("nightly", TICK, RunState.RETRYING, Guard.OWNER, "w1", {"error": "abandoned"}, {})
     assert abandoned.current and redis.get(KEYS.overlap_lock("nightly")) is None  # the dead one's lock
-    assert start(runs, "new", worker="w2") == (True, 2)
+    assert start(runs, "new", worker="w2") == (StartKind.STARTED, 2)
     # The orphaned first attempt ends now: nothing it writes lands, the lock stays the retry's.
     assert not finish(runs, RunState.SUCCEEDED, "old")
     assert not runs.finished("nightly", TICK, RunState.FAILED, Guard.OWNER, "w1", {}).current
@@ -87,8 +87,8 @@ def test_a_stale_attempt_can_neither_overwrite_nor_release_the_newer_one(redis: 
 def test_overlap_lock_held_by_another_run_is_reported(redis: Redis, runs: RunWriter) -> None:
     enqueue(redis, runs)
     enqueue(redis, runs, TICK + 60)
-    assert start(runs, "first") == (True, 1)
-    assert start(runs, "second", tick=TICK + 60) == (False, "first")
+    assert start(runs, "first") == (StartKind.STARTED, 1)
+    assert start(runs, "second", tick=TICK + 60) == (StartKind.HELD, "first")
     assert runs.finished("nightly", TICK + 60, RunState.SKIPPED_OVERLAP, Guard.TOKEN, "second", {}).current
     assert redis.get(KEYS.overlap_lock("nightly")) == b"first"  # the skipped one releases nothing
 
@@ -99,7 +99,7 @@ def test_a_requeued_tick_counts_once_in_the_streak_and_numbers_its_attempts(redi
     finish(runs, RunState.FAILED, "a", error="first")
     assert redis.get(KEYS.failure_streak("nightly")) == b"1"
     # Requeued by a tool that writes no record (`rq requeue`, rq-dashboard): noticed at start.
-    assert start(runs, "b") == (True, 2)
+    assert start(runs, "b") == (StartKind.STARTED, 2)
     assert record(redis)["requeued_at"] == T0.isoformat() and "error" not in record(redis)
     finish(runs, RunState.FAILED, "b", error="again")
     assert redis.get(KEYS.failure_streak("nightly")) == b"1"
@@ -156,3 +156,28 @@ def test_error_fields_of_plain_and_chained_errors() -> None:
     except RuntimeError as exc:
         chained = "".join(traceback.format_exception(exc))
     assert error_fields(chained) == {"error_type": "RuntimeError", "error": "outer"}
+
+
+def test_a_run_that_ended_well_is_never_overwritten_nor_started_again(redis: Redis, runs: RunWriter) -> None:
+    # The horse recorded its success and was killed before rq committed the job's status: rq
+    # then reports the run abandoned (or its parent reports the horse's death).
+    enqueue(redis, runs)
+    start(runs, "a", worker="w1")
+    assert finish(runs, RunState.SUCCEEDED, "a")
+    for guard, value in ((Guard.OWNER, "w1"), (Guard.OPEN, "")):
+        refused = runs.finished("nightly", TICK, RunState.RETRYING, guard, value, {"error": "died"}, {})
+        assert not refused.current and refused.ended_as is RunState.SUCCEEDED and refused.ended_well
+    assert start(runs, "retry", worker="w2") == (StartKind.DONE, "succeeded")  # never run again
+    rec = record(redis)
+    assert rec["state"] == "succeeded" and rec["token"] == "a" and rec["attempt"] == 1
+    assert redis.get(KEYS.overlap_lock("nightly")) is None
+
+
+def test_a_run_that_ended_failed_is_not_overwritten_by_its_dead_horse(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    start(runs, "a", worker="w1")
+    finish(runs, RunState.FAILED, "a", error="boom")
+    refused = runs.finished("nightly", TICK, RunState.FAILED, Guard.OWNER, "w1", {"error": "horse died"}, {})
+    assert not refused.current and refused.ended_as is RunState.FAILED and not refused.ended_well
+    assert record(redis)["error"] == "boom"
+    assert redis.get(KEYS.failure_streak("nightly")) == b"1"

@@ -29,6 +29,7 @@ from rq_scheduler import Scheduler
 from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
 from jobs.worker import CronworkWorker
 from jobs.worker.intermediate import STUCK_IN_INTERMEDIATE
+from jobs.worker.recording import retry_without_rerun
 from jobs.worker.refusal import refusal
 
 # rq's signature of every rq method a jobs.worker mixin overrides (str(inspect.signature)).
@@ -214,6 +215,25 @@ def test_abandoned_jobs_reach_exception_handlers_as_abandoned_job_error(redis: R
     registry.cleanup(exception_handlers=[handler])
     assert handled == [AbandonedJobError]
     assert job.get_status(refresh=True) == JobStatus.FAILED
+
+
+def test_an_abandoned_job_is_retried_when_a_handler_gives_it_a_retry(redis: Redis) -> None:
+    """jobs.worker.recording.retry_without_rerun relies on rq reading `retries_left` (and the
+    retry interval) only after the exception handlers ran."""
+    queue = json_queue("contract", redis)
+    job = queue.enqueue("jobs.diagnostics.sleep", 0)
+    queue.remove(job.id)
+    job.set_status(JobStatus.STARTED)
+    registry = StartedJobRegistry(queue=queue)
+    redis.zadd(registry.key, {f"{job.id}:dead-execution": time.time() - 10})
+
+    def handler(job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
+        retry_without_rerun(job)
+        return True
+
+    registry.cleanup(exception_handlers=[handler])
+    assert job.get_status(refresh=True) == JobStatus.QUEUED and job.id in queue.job_ids
+    assert job.id not in queue.failed_job_registry
 
 
 def test_messages_matched_in_failure_text() -> None:

@@ -15,7 +15,7 @@ from redis import Redis
 
 from app.services.failed import requeue
 from cronwork.ledger import Ledger
-from cronwork.runs import Guard, RunState, RunWriter
+from cronwork.runs import Guard, RunState, RunWriter, StartKind
 from cronwork.serializer import JSONJob, json_queue
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import KEYS, enqueue_run, record, rq_status_is, state_is
@@ -99,7 +99,7 @@ def test_a_stale_attempt_commits_neither_its_outcome_nor_rqs_status(redis: Redis
     # (an orphan whose parent-death signal failed): the run now belongs to a newer attempt.
     runs, now = RunWriter(redis, KEYS), datetime.now(UTC)
     assert runs.finished("exclusive", tick, RunState.RETRYING, Guard.OWNER, "worker-a", {}, {}).current
-    assert runs.started("exclusive", tick, "newer", job_id, "worker-b", now, now, 60) == (True, 2)
+    assert runs.started("exclusive", tick, "newer", job_id, "worker-b", now, now, 60) == (StartKind.STARTED, 2)
 
     wait_until(lambda: "stale attempt" in processes.output(proc), timeout=20)
     rec = record(redis, "exclusive", job_id)
