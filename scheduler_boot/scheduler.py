@@ -27,6 +27,7 @@ from uuid import uuid4
 from redis import Redis, WatchError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time
@@ -73,6 +74,7 @@ class CronworkScheduler(Scheduler):
         self._release = connection.register_script(COMPARE_AND_DELETE)
         self._specs: dict[str, tuple[str, ScheduleSpec]] = {}
         self._stop_requested = False
+        self._queues: dict[str, Queue] = {}
 
     # -- lock -------------------------------------------------------------------------------
 
@@ -281,11 +283,19 @@ class CronworkScheduler(Scheduler):
             return None
         job_id = self.keys.run_id(name, epoch)
         job = build_run_job(self.connection, spec, tick, job_id, Trigger.SCHEDULE, self.job_class)
-        json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
+        self._run_queue(spec.queue).enqueue_job(job, pipeline=pipe)
         lag = round((now - tick).total_seconds(), 6)
         self.runs.enqueued(pipe, name, epoch, job_id, Trigger.SCHEDULE, now, lag)
         log.info("enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, tick.isoformat(), job_id, lag)
         return job_id
+
+    def _run_queue(self, name: str) -> Queue:
+        """The run queue `name`, made once (rq's Queue() resolves its serializer each time; not
+        `_queue`, which rq-scheduler's Scheduler uses)."""
+        queue = self._queues.get(name)
+        if queue is None:
+            queue = self._queues[name] = json_queue(name, self.connection)
+        return queue
 
     # -- the loop ---------------------------------------------------------------------------
 
