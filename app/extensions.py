@@ -24,7 +24,6 @@ __all__ = [
     "cronwork",
     "db",
     "describe_redis",
-    "get_redis",
     "make_redis",
     "migrate",
     "parse_sentinels",
@@ -36,9 +35,6 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
 
 EXTENSION = "cronwork"
-# Where jobs/worker.py still hands its own client to the app (build_worker); honoured until it
-# calls `cronwork.use_connection(app, connection)` instead.
-LEGACY_CONNECTION = "cronwork_redis"
 
 
 class CronworkState:
@@ -84,9 +80,7 @@ class Cronwork:
 
     def redis(self, app: Flask | None = None) -> Redis:
         """The app's Redis client."""
-        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
-        shared = app.extensions.get(LEGACY_CONNECTION)
-        return shared if shared is not None else self.state(app).connection
+        return self.state(app).connection
 
     def use_connection(self, app: Flask, connection: Redis) -> None:
         """Make `connection` the app's client (a worker shares one client with rq)."""
@@ -100,11 +94,6 @@ class Cronwork:
 
 
 cronwork = Cronwork()
-
-
-def get_redis(app: Flask | None = None) -> Redis:
-    """Thin alias of `cronwork.redis(app)`, kept for modules not yet moved to `cronwork`."""
-    return cronwork.redis(app)
 
 
 def redis_from_config(config: Mapping[str, Any]) -> Redis:

@@ -20,7 +20,7 @@ from app import create_app
 from app.config import PROJECT_ROOT
 from app.embedded_postgres import EmbeddedPostgres, PostgresNotAvailable
 from app.embedded_redis import EmbeddedRedis
-from app.extensions import db, get_redis
+from app.extensions import cronwork, db
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +99,7 @@ def app(redis_url: str, database_url: str) -> Iterator[Flask]:
 @pytest.fixture
 def redis(app: Flask) -> Redis:
     """The app's Redis client."""
-    return get_redis(app)
+    return cronwork.redis(app)
 
 
 class Processes:

@@ -10,7 +10,7 @@ import pytest
 from redis import Redis
 
 from app import create_app
-from app.extensions import cronwork, get_redis
+from app.extensions import cronwork
 from cronwork.keys import Keys
 from cronwork.settings import SettingsError
 
@@ -54,7 +54,7 @@ def test_one_cronwork_state_per_app_built_from_its_settings() -> None:
     assert cronwork.keys(app) == Keys("cw-a") and cronwork.keys(other) == Keys("cw-b")
     assert cronwork.settings(app).redis_url == "redis://127.0.0.1:1/3"
     client = cronwork.redis(app)
-    assert isinstance(client, Redis) and client is cronwork.redis(app) is get_redis(app)
+    assert isinstance(client, Redis) and client is cronwork.redis(app)
     assert client is not cronwork.redis(other)
     with app.app_context():
         assert cronwork.redis() is client and cronwork.keys().prefix == "cw-a"

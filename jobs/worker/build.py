@@ -8,7 +8,8 @@ import pkgutil
 from flask import Flask
 from rq import Worker
 
-from app.extensions import redis_from_config
+from app.extensions import cronwork
+from cronwork.connection import redis_from_settings
 from cronwork.serializer import JOB_SERIALIZER
 from jobs.runtime import EnforcedDeathPenalty, bind_app
 from jobs.worker.abandon import FastAbandonMixin, MaintenanceLockQueue
@@ -55,9 +56,9 @@ def preload_jobs() -> None:
 
 def build_worker(app: Flask, queue_names: list[str], name: str | None = None) -> CronworkWorker:
     """A worker on the app's Redis, with the app-bound Job class on its queues."""
-    connection = redis_from_config(app.config)
+    connection = redis_from_settings(cronwork.settings(app))
     # One client for rq and the app: each horse then reconnects once, not twice.
-    app.extensions["cronwork_redis"] = connection
+    cronwork.use_connection(app, connection)
     job_class = bind_app(app)
     queues = [
         CronworkQueue(q, connection=connection, job_class=job_class, serializer=JOB_SERIALIZER)
