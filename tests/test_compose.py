@@ -33,13 +33,18 @@ def test_long_running_services_have_healthcheck_and_restart(name: str) -> None:
     assert service["restart"] == "unless-stopped"
 
 
-@pytest.mark.parametrize("name", APP_SERVICES)
+@pytest.mark.parametrize("name", ("web", "worker"))
 def test_app_services_wait_for_healthy_backends_and_migrations(name: str) -> None:
     depends = SERVICES[name]["depends_on"]
     assert depends["redis"]["condition"] == "service_healthy"
     assert depends["postgres"]["condition"] == "service_healthy"
     assert depends["migrate"]["condition"] == "service_completed_successfully"
     assert SERVICES[name]["environment"]["TZ"] == "UTC"
+
+
+def test_the_scheduler_waits_for_redis_only() -> None:
+    assert SERVICES["scheduler"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
+    assert SERVICES["scheduler"]["environment"]["TZ"] == "UTC"
 
 
 @pytest.mark.parametrize("name", APP_SERVICES)
@@ -82,7 +87,7 @@ def test_every_variable_used_is_in_the_env_example() -> None:
 
 def test_dockerfile_copies_what_the_services_run() -> None:
     dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
-    for path in ("app", "jobs", "scheduler_boot", "migrations", "gunicorn.conf.py"):
+    for path in ("app", "cronwork", "jobs", "scheduler_boot", "migrations", "gunicorn.conf.py"):
         assert f"COPY {path}" in dockerfile or f" {path} " in dockerfile, path
         assert (PROJECT_ROOT / path).exists(), path
     assert Path(PROJECT_ROOT / "app" / "probe.py").exists()
