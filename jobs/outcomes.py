@@ -31,16 +31,7 @@ from cronwork.runs import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FINAL_FAILURES", "RunRecorder", "attempt_of", "classify_failure", "error_fields", "schedule_of"]
-
-
-def attempt_of(job: Job) -> int:
-    """rq's view of the attempt: 1 for the first try, 2 for the first retry, … (the ledger's
-    own attempt number also counts requeues, whatever tool made them)."""
-    meta = job.meta if isinstance(job.meta, dict) else {}
-    total = int(meta.get("retries", 0) or 0)
-    left = job.retries_left if job.retries_left is not None else total
-    return max(total - left, 0) + 1
+__all__ = ["FINAL_FAILURES", "RunRecorder", "classify_failure", "error_fields", "schedule_of"]
 
 
 def classify_failure(job: Job, exc_string: str) -> RunState:
@@ -108,14 +99,13 @@ class RunRecorder:
         job: Job,
         exc_string: str,
         will_retry: bool,
-        attempt: int | None = None,
         worker: str | None = None,
     ) -> RunState:
         """Record a failure; returns the state written (RETRYING or a final failure).
 
         `worker`: the name of the worker whose horse ran the attempt, when the failure is
         recorded outside that horse. `self.last` tells whether the write was current and the
-        schedule's failure streak after it. (`attempt` is ignored: the ledger counts.)"""
+        schedule's failure streak after it. The ledger numbers the attempt itself."""
         state = RunState.RETRYING if will_retry else classify_failure(job, exc_string)
         fields: dict[str, Any] = {**self._ended(job), **error_fields(exc_string)}
         if job.started_at is None:

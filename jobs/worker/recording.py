@@ -23,7 +23,7 @@ from app.extensions import cronwork, db
 from cronwork.keys import Keys
 from cronwork.runs import RunState
 from jobs.alerts import flush_pending, on_final_failure
-from jobs.outcomes import FINAL_FAILURES, RunRecorder, attempt_of, error_fields
+from jobs.outcomes import FINAL_FAILURES, RunRecorder, error_fields
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
 
@@ -109,7 +109,7 @@ class RunRecordingMixin(AppBoundMixin):
         if schedule_name(job) is not None:
             # In the horse the attempt's token fences the write; in this parent (its horse
             # died) the worker's name does: unless another worker's attempt runs.
-            state = self.recorder.failed(job, exc_string, will_retry, attempt_of(job), worker=self.name)
+            state = self.recorder.failed(job, exc_string, will_retry, worker=self.name)
             finish = self.recorder.last
             if finish.ended_as is not None:
                 # The run ended before its horse died: nothing to alert; rq follows the ledger.

@@ -22,7 +22,7 @@ from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
-from jobs.outcomes import attempt_of, error_fields
+from jobs.outcomes import error_fields
 from jobs.runtime import ALLOWED_PACKAGE, ForbiddenJobFunction, is_allowed
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
@@ -98,7 +98,7 @@ class RefusalMixin(RunRecordingMixin, OutageMixin):
         # Nothing in an undecodable job can be trusted to name its schedule (its ledger, its
         # failure streak, its auto-pause): it shows in the failed list only.
         if not isinstance(reason, UndecodableJob) and schedule_name(job) is not None:
-            state = self.recorder.failed(job, exc_string, False, attempt_of(job))
+            state = self.recorder.failed(job, exc_string, False)
         with self.connection.pipeline() as pipe:
             job.set_status(JobStatus.FAILED, pipeline=pipe)
             job.failed_job_registry.add(job, ttl=job.failure_ttl, exc_string=exc_string, pipeline=pipe)
