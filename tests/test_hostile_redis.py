@@ -22,6 +22,7 @@ from cronwork.keys import RQ_SCHEDULER_SET, Keys, job_key
 from cronwork.serializer import JSONJob, json_queue
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import enqueue_run, record
+from tests.scheduler_boot.test_ha_e2e import EVERY_SECOND
 
 REASONS = {
     "pickled-args": "data is a pickle (the format before JSON), never unpickled",
@@ -29,13 +30,6 @@ REASONS = {
     "garbage": "data is not JSON",
     "meta-list": "meta is a JSON list, not an object",
 }
-EVERY_SECOND = """
-[schedules.health_check]
-func = "jobs.system.health_check"
-every = "1s"
-overlap = "allow"
-timeout = "30s"
-"""
 
 
 @pytest.fixture
