@@ -51,6 +51,8 @@ class Keys:
 
     @property
     def scheduler_lock(self) -> str:
+        """Owner token of the replica that runs housekeeping (foreign scheduled jobs); the
+        occurrences of Cronwork's schedules need no lock (cronwork.dispatch)."""
         return f"{self.prefix}:scheduler_lock"
 
     @property
@@ -70,8 +72,18 @@ class Keys:
         return f"{self.prefix}:paused"
 
     def claim(self, name: str, tick_epoch: int) -> str:
-        """The once-only claim of occurrence (name, tick)."""
-        return f"{self.prefix}:claim:{name}:{tick_epoch}"
+        """A manual run's claim of second `tick_epoch` (scheduled ticks are fenced by
+        `last_tick` instead, which costs no key per run)."""
+        return f"{self.claim_prefix(name)}{tick_epoch}"
+
+    def claim_prefix(self, name: str) -> str:
+        return f"{self.prefix}:claim:{name}:"
+
+    @property
+    def last_tick(self) -> str:
+        """Hash: schedule name → the newest tick (epoch) a scheduler handled. A tick at or
+        before it is never handled again, whatever a stale plan or a re-sync says."""
+        return f"{self.prefix}:last_tick"
 
     def ledger(self, name: str) -> str:
         """Sorted set of one schedule's tick records (score = tick epoch)."""
@@ -79,11 +91,17 @@ class Keys:
 
     def run_record(self, name: str, tick_epoch: int) -> str:
         """Hash: the ledger record of one occurrence."""
-        return f"{self.prefix}:run:{name}:{tick_epoch}"
+        return f"{self.run_record_prefix(name)}{tick_epoch}"
+
+    def run_record_prefix(self, name: str) -> str:
+        return f"{self.prefix}:run:{name}:"
 
     def attempts(self, name: str, tick_epoch: int) -> str:
         """List: one JSON entry per attempt of one occurrence."""
-        return f"{self.prefix}:attempts:{name}:{tick_epoch}"
+        return f"{self.attempts_prefix(name)}{tick_epoch}"
+
+    def attempts_prefix(self, name: str) -> str:
+        return f"{self.prefix}:attempts:{name}:"
 
     def overlap_lock(self, name: str) -> str:
         """Held by the running attempt of an `overlap = "skip"` schedule (value = its token)."""

@@ -81,6 +81,13 @@ def definitions(connection: Redis, keys: Keys) -> dict[str, Definition]:
     return {name.decode(): Definition.decode(value) for name, value in raw.items()}
 
 
+def raw_definitions(connection: Redis, keys: Keys, names: list[str]) -> dict[str, bytes]:
+    """The stored definitions of `names` (undecoded, for a reader that caches by value);
+    names without one are left out."""
+    values = cast(list[bytes | None], connection.hmget(keys.definitions, names)) if names else []
+    return {name: raw for name, raw in zip(names, values, strict=True) if raw is not None}
+
+
 def decode_definitions(raw: dict[bytes, bytes]) -> dict[str, Definition]:
     """Decode an HGETALL reply of Keys.definitions read in a caller's pipeline."""
     return {name.decode(): Definition.decode(value) for name, value in raw.items()}

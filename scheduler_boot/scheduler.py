@@ -1,16 +1,17 @@
 """The scheduler loop: an rq-scheduler subclass that enqueues each occurrence exactly once.
 
-What it changes in rq-scheduler (DESIGN.md, "Pitfalls we know"):
-- a due Cronwork template is never enqueued itself: the occurrence (name, tick) is claimed
-  and a fresh RQ job `<prefix>-<name>-<tick>` is enqueued, with the template rescheduled to
-  the next tick from `timing.py`, all in one WATCHed transaction, so two schedulers, a lock
-  lost mid-pass or a crash between steps can never enqueue an occurrence twice;
+What it changes in rq-scheduler (docs/design.md, "What rq-scheduler gets wrong"):
+- a due Cronwork template is never enqueued itself: each occurrence (name, tick) becomes a
+  fresh RQ job `<prefix>-<name>-<tick>`, pushed with its record and the template moved to the
+  next tick by one server-side script (cronwork.dispatch) fenced by the template's score, so
+  any number of replicas, a stale plan or a crash between steps never enqueue it twice;
+- there is no leader on that path: every replica plans each pass shortly before its instant
+  and fires at the instant, so when one dies the others handle the next tick on time;
 - the next fire time is computed from the tick (zone-aware, anchored), never from "now";
-- the lock has an owner token and a short TTL (rq-scheduler's has no owner and lives
-  interval + 10 s), so a standby takes over within seconds of a SIGKILL;
 - it sleeps until the earliest due score (capped), not a fixed poll;
 - a Redis outage is waited out with backoff, logged once, instead of exiting.
-Foreign scheduled jobs (an app's one-off `enqueue_at`) still go through rq-scheduler.
+Foreign scheduled jobs (an app's one-off `enqueue_at`) still go through rq-scheduler, by the
+replica holding the housekeeping lock (owner token, 3 s TTL; rq-scheduler's has no owner).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 from uuid import uuid4
 
 from redis import Redis, WatchError
@@ -29,30 +30,43 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
+from rq.scripts import _build_hset_args
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time
 
 from cronwork import store
+from cronwork.dispatch import Dispatched, Dispatcher, PlannedRun, PlannedTemplate
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
-from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
-from cronwork.misfire import Decision, decide
+from cronwork.keys import RQ_SCHEDULER_SET, Keys
+from cronwork.misfire import decide
 from cronwork.runjob import build_run_job
-from cronwork.runs import RunWriter, Trigger
+from cronwork.runs import Trigger
 from cronwork.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob, json_queue
 from cronwork.spec import ScheduleSpec
 
 log = logging.getLogger(__name__)
 
-LOCK_TTL = 3.0  # seconds; a dead scheduler's lock is free again this soon
+LOCK_TTL = 3.0  # seconds; a dead replica's housekeeping lock is free again this soon
 MAX_SLEEP = 1.0  # seconds between passes at most
-MIN_SLEEP = 0.002
-BATCH = 200  # occurrences per transaction
+PLAN_MARGIN = 0.005  # seconds a pass is planned ahead of its instant at least
+MAX_PLAN_AHEAD = 0.9
+LOGGED_RUNS = 50  # runs of one pass logged one by one; beyond, one summary line
 OUTAGE_BACKOFF_MAX = 5.0
 
 
+@dataclass
+class Plan:
+    """One pass worked out ahead of its instant `at`."""
+
+    at: float
+    templates: list[PlannedTemplate] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)  # due templates without a definition
+    foreign: list[str] = field(default_factory=list)  # due scheduled jobs that are not ours
+
+
 class CronworkScheduler(Scheduler):
-    """rq-scheduler with per-occurrence claims, zone-aware ticks and an owned lock."""
+    """rq-scheduler with leaderless, fenced dispatch of occurrences and zone-aware ticks."""
 
     def __init__(
         self,
@@ -66,20 +80,22 @@ class CronworkScheduler(Scheduler):
         name = name or uuid4().hex
         super().__init__(connection=connection, interval=interval, name=name, job_class=JSONJob)
         self.keys = keys
-        self.runs = RunWriter(connection, keys)
         self.lock_ttl = lock_ttl
         self.clock = clock
         self._token = self.name
         self._acquire = connection.register_script(ACQUIRE_OR_EXTEND)
         self._release = connection.register_script(COMPARE_AND_DELETE)
-        self._specs: dict[str, tuple[str, ScheduleSpec]] = {}
         self._stop_requested = False
         self._queues: dict[str, Queue] = {}
+        self._specs: dict[str, tuple[bytes, ScheduleSpec]] = {}
+        self.dispatcher = Dispatcher(connection, keys, self.name)
+        self._plan_ahead = 0.05
 
-    # -- lock -------------------------------------------------------------------------------
+    # -- housekeeping lock --------------------------------------------------------------------
 
     def acquire_lock(self) -> bool:
-        """Take (or keep) the scheduler lock; True while this process is the active one."""
+        """Take (or keep) the housekeeping lock: its holder alone enqueues foreign scheduled
+        jobs, whose rq-scheduler enqueue is not atomic. Cronwork's occurrences need no lock."""
         ttl_ms = int(self.lock_ttl * 1000)
         self._lock_acquired = bool(self._acquire(keys=[self.keys.scheduler_lock], args=[self._token, ttl_ms]))
         return self._lock_acquired
@@ -94,24 +110,90 @@ class CronworkScheduler(Scheduler):
 
     def enqueue_jobs(self) -> list[str]:
         """Handle every template due now; returns the ids of the run jobs enqueued."""
-        now = self.clock()
-        due = self.connection.zrangebyscore(RQ_SCHEDULER_SET, 0, now, withscores=True)
+        plan = self.plan(self.clock())
+        return self.fire(plan)
+
+    def plan(self, at: float) -> Plan:
+        """Everything due by `at`, worked out before `at`: the decisions, the run jobs built.
+
+        Nothing is written: the scripts of `fire` check each template's score again, so a plan
+        made early, or made by two replicas at once, is safe to fire."""
+        due = self.connection.zrangebyscore(RQ_SCHEDULER_SET, 0, at, withscores=True)
         ours: list[tuple[str, float]] = []
+        foreign: list[str] = []
         for raw_id, score in due:
             job_id = raw_id.decode()
             name = self.keys.name_from_template_id(job_id)
             if name is None:
-                self._enqueue_foreign(job_id)
+                foreign.append(job_id)
             else:
                 ours.append((name, score))
-        enqueued: list[str] = []
+        plan = Plan(at=at, foreign=foreign)
         if ours:
-            specs = self._load_specs()
+            specs = self._load_specs([name for name, _ in ours])
             paused = store.paused_names(self.connection, self.keys)
-            now_dt = datetime.fromtimestamp(now, UTC)
-            for start in range(0, len(ours), BATCH):
-                enqueued += self._handle_batch(ours[start : start + BATCH], specs, paused, now_dt)
-        return enqueued
+            at_dt = datetime.fromtimestamp(at, UTC)
+            for name, score in ours:
+                spec = specs.get(name)
+                if spec is None:
+                    plan.orphans.append(name)
+                    continue
+                plan.templates.append(self._plan_template(spec, score, name in paused, at_dt))
+        return plan
+
+    def fire(self, plan: Plan) -> list[str]:
+        """Dispatch a plan (the push itself), then log and do the housekeeping."""
+        done = self.dispatcher.dispatch(plan.templates)
+        for name in plan.orphans:
+            # A template without a definition cannot be computed; the next sync removes it.
+            log.warning("orphan template schedule=%s: unscheduled until the next sync", name)
+            self.connection.zrem(RQ_SCHEDULER_SET, self.keys.template_id(name))
+        self._log(plan, done)
+        if plan.foreign and self.acquire_lock():
+            for job_id in plan.foreign:
+                self._enqueue_foreign(job_id)
+        return [job_id for job_id, _ in done.enqueued]
+
+    def _plan_template(self, spec: ScheduleSpec, score: float, paused: bool, at: datetime) -> PlannedTemplate:
+        decision = decide(spec, datetime.fromtimestamp(score, UTC), at)
+        if decision.unlisted_misses:
+            log.warning("schedule=%s missed %d more ticks (not listed)", spec.name, decision.unlisted_misses)
+        queue = self._run_queue(spec.queue)
+        runs = []
+        if not paused:
+            for tick in decision.runs:
+                epoch = int(tick.timestamp())
+                job_id = self.keys.run_id(spec.name, epoch)
+                job = build_run_job(self.connection, spec, tick, job_id, Trigger.SCHEDULE, self.job_class)
+                queue._prepare_for_queue(job)
+                runs.append(PlannedRun(epoch, job_id, _build_hset_args(job)))
+        return PlannedTemplate(
+            name=spec.name,
+            member=self.keys.template_id(spec.name),
+            planned_score=score,
+            next_score=None if decision.next_tick is None else decision.next_tick.timestamp(),
+            keep_runs=getattr(spec, "keep_runs", 100),  # FIXME until spec has it
+            paused=paused,
+            queue_key=queue.key,
+            finished_key=queue.finished_job_registry.key,
+            missed=[int(t.timestamp()) for t in decision.missed],
+            runs=runs if not paused else [PlannedRun(int(t.timestamp()), "", ()) for t in decision.runs],
+        )
+
+    def _log(self, plan: Plan, done: Dispatched) -> None:
+        for name, tick in done.missed:
+            log.warning("missed schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat())
+        if len(done.enqueued) <= LOGGED_RUNS:
+            names = {run.job_id: t.name for t in plan.templates for run in t.runs}
+            for job_id, lag in done.enqueued:
+                log.info("enqueued schedule=%s job_id=%s lag=%.4fs", names.get(job_id), job_id, lag)
+        else:
+            lags = sorted(lag for _, lag in done.enqueued)
+            log.info("enqueued %d runs lag min=%.4fs max=%.4fs", len(lags), lags[0], lags[-1])
+        if done.paused:
+            log.info("paused ticks recorded: %d", done.paused)
+        if done.moved:
+            log.debug("%d templates were handled by another replica", done.moved)
 
     def _enqueue_foreign(self, job_id: str) -> None:
         """A scheduled job that is not ours: rq-scheduler's own behaviour, for a strict JSON job.
@@ -177,117 +259,17 @@ class CronworkScheduler(Scheduler):
             reason,
         )
 
-    def _load_specs(self) -> dict[str, ScheduleSpec]:
-        """The registered specs (as written by the last sync), parsed once per definition hash."""
+    def _load_specs(self, names: list[str]) -> dict[str, ScheduleSpec]:
+        """The registered specs of `names` (as the last sync wrote them), parsed once per
+        stored definition: a pass reads only the definitions of the templates due."""
         specs: dict[str, ScheduleSpec] = {}
-        for name, definition in store.definitions(self.connection, self.keys).items():
+        for name, raw in store.raw_definitions(self.connection, self.keys, names).items():
             cached = self._specs.get(name)
-            if cached is None or cached[0] != definition.hash:
-                cached = (definition.hash, definition.to_spec())
+            if cached is None or cached[0] != raw:
+                cached = (raw, store.Definition.decode(raw).to_spec())
                 self._specs[name] = cached
             specs[name] = cached[1]
         return specs
-
-    def _handle_batch(
-        self,
-        batch: list[tuple[str, float]],
-        specs: dict[str, ScheduleSpec],
-        paused: set[str],
-        now: datetime,
-    ) -> list[str]:
-        """Claim and enqueue a batch of occurrences in one WATCHed transaction."""
-        decisions: list[tuple[ScheduleSpec, Decision]] = []
-        for name, score in batch:
-            spec = specs.get(name)
-            if spec is None:
-                # A template without a definition cannot be computed; the next sync removes it.
-                log.warning("orphan template schedule=%s: unscheduled until the next sync", name)
-                self.connection.zrem(RQ_SCHEDULER_SET, self.keys.template_id(name))
-                continue
-            decisions.append((spec, decide(spec, datetime.fromtimestamp(score, UTC), now)))
-        # Missed ticks are claimed too, so a stale replica can never overwrite the ledger
-        # record of a tick another scheduler did run.
-        claims = [
-            self.keys.claim(spec.name, int(tick.timestamp()))
-            for spec, d in decisions
-            for tick in (*d.runs, *d.missed)
-        ]
-        while True:
-            try:
-                with self.connection.pipeline(transaction=True) as pipe:
-                    if claims:
-                        pipe.watch(*claims)
-                        taken = {c for c, hit in zip(claims, pipe.mget(claims), strict=True) if hit}
-                    else:
-                        taken = set()
-                    pipe.multi()
-                    enqueued = [
-                        job_id
-                        for spec, decision in decisions
-                        for job_id in self._queue_template(pipe, spec, decision, paused, taken, now)
-                    ]
-                    pipe.execute()
-                return enqueued
-            except WatchError:
-                # Another scheduler claimed one of these ticks meanwhile: re-read and retry.
-                log.info("claim race, retrying batch of %d", len(decisions))
-
-    def _queue_template(
-        self,
-        pipe: Any,
-        spec: ScheduleSpec,
-        decision: Decision,
-        paused: set[str],
-        taken: set[str],
-        now: datetime,
-    ) -> list[str]:
-        """Queue the writes for one due template; returns the run ids it enqueues."""
-        name = spec.name
-        template_id = self.keys.template_id(name)
-        if decision.next_tick is None:  # a one-off, handled now (run, missed or paused)
-            pipe.zrem(RQ_SCHEDULER_SET, template_id)
-            if handled := [*decision.runs, *decision.missed]:
-                store.record_fired_oneoff(pipe, self.keys, name, int(max(handled).timestamp()))
-        else:
-            # GT: a slower replica working on an older tick can never move the template back.
-            pipe.zadd(RQ_SCHEDULER_SET, {template_id: decision.next_tick.timestamp()}, xx=True, gt=True)
-        if decision.unlisted_misses:
-            log.warning("schedule=%s missed %d more ticks (not listed)", name, decision.unlisted_misses)
-        for tick in decision.missed:
-            if self._claim(pipe, name, tick, taken):
-                self.runs.missed(pipe, name, int(tick.timestamp()), now)
-                log.warning("missed schedule=%s tick=%s policy=%s", name, tick.isoformat(), spec.misfire)
-        return [
-            job_id
-            for tick in decision.runs
-            if (job_id := self._queue_run(pipe, spec, tick, paused, taken, now))
-        ]
-
-    def _claim(self, pipe: Any, name: str, tick: datetime, taken: set[str]) -> bool:
-        """Queue the claim of (name, tick) unless someone holds it already."""
-        claim = self.keys.claim(name, int(tick.timestamp()))
-        if claim in taken:
-            return False
-        pipe.set(claim, self.name, ex=CLAIM_TTL)
-        return True
-
-    def _queue_run(
-        self, pipe: Any, spec: ScheduleSpec, tick: datetime, paused: set[str], taken: set[str], now: datetime
-    ) -> str | None:
-        """Claim one occurrence and queue its run job (or its `paused` record)."""
-        name, epoch = spec.name, int(tick.timestamp())
-        if not self._claim(pipe, name, tick, taken):
-            return None  # already handled by another scheduler (or an earlier pass)
-        if name in paused:
-            self.runs.paused(pipe, name, epoch, now)
-            return None
-        job_id = self.keys.run_id(name, epoch)
-        job = build_run_job(self.connection, spec, tick, job_id, Trigger.SCHEDULE, self.job_class)
-        self._run_queue(spec.queue).enqueue_job(job, pipeline=pipe)
-        lag = round((now - tick).total_seconds(), 6)
-        self.runs.enqueued(pipe, name, epoch, job_id, Trigger.SCHEDULE, now, lag)
-        log.info("enqueued schedule=%s tick=%s job_id=%s lag=%.3fs", name, tick.isoformat(), job_id, lag)
-        return job_id
 
     def _run_queue(self, name: str) -> Queue:
         """The run queue `name`, made once (rq's Queue() resolves its serializer each time; not
@@ -299,12 +281,11 @@ class CronworkScheduler(Scheduler):
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def seconds_until_next_due(self) -> float:
-        """Sleep until the earliest scheduled score, capped to the interval."""
+    def next_instant(self) -> float:
+        """When the next pass is due: the earliest scheduled score, at most an interval away."""
         first = self.connection.zrange(RQ_SCHEDULER_SET, 0, 0, withscores=True)
-        if not first:
-            return float(self._interval)
-        return min(max(first[0][1] - self.clock(), MIN_SLEEP), float(self._interval))
+        latest = self.clock() + float(self._interval)
+        return min(first[0][1], latest) if first else latest
 
     def _install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM finish the current pass, then exit cleanly."""
@@ -317,7 +298,12 @@ class CronworkScheduler(Scheduler):
         signal.signal(signal.SIGTERM, stop)
 
     def run(self, burst: bool = False) -> None:
-        """Run passes until stopped; survives Redis outages."""
+        """Run passes until stopped; survives Redis outages.
+
+        Each pass is planned shortly before its instant (reads, decisions, run jobs built) and
+        fired at the instant: the push itself is one script call. Every replica does the same;
+        the scripts' fence lets exactly one of them handle each template, so when one dies the
+        others handle the next tick on time."""
         self.register_birth()
         self._install_signal_handlers()
         outage_since: float | None = None
@@ -325,24 +311,21 @@ class CronworkScheduler(Scheduler):
         try:
             while not self._stop_requested:
                 try:
-                    self.heartbeat()
-                    active = self.acquire_lock()
-                    if active:
+                    if burst:
                         self.enqueue_jobs()
                         store.beat_scheduler(self.connection, self.keys, self.name, self.clock())
+                        break
+                    self._pass()
                     if outage_since is not None:
                         log.info("redis is back after %.1fs", time.monotonic() - outage_since)
                         outage_since, backoff = None, 0.1
-                    if burst:
-                        break
-                    pause = self.seconds_until_next_due() if active else float(self._interval)
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     if outage_since is None:
                         outage_since = time.monotonic()
                         log.error("redis unreachable, retrying with backoff: %s", exc)
                     self._lock_acquired = False
-                    pause, backoff = backoff, min(backoff * 2, OUTAGE_BACKOFF_MAX)
-                self._sleep(pause)
+                    self._sleep_until(self.clock() + backoff)
+                    backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX)
         finally:
             try:
                 self.remove_lock()
@@ -350,11 +333,29 @@ class CronworkScheduler(Scheduler):
             except (RedisConnectionError, RedisTimeoutError):
                 log.warning("could not register death: redis unreachable")
 
-    def _sleep(self, seconds: float) -> None:
-        """Sleep in short slices so a stop signal is honoured promptly."""
-        deadline = time.monotonic() + seconds
+    def _pass(self) -> None:
+        """Wait for the next instant, planning ahead of it by about twice the last plan's time."""
+        self.heartbeat()
+        at = self.next_instant()
+        self._sleep_until(at - self._plan_ahead)
+        if self._stop_requested:
+            return
+        started = time.perf_counter()
+        plan = self.plan(at)
+        took = time.perf_counter() - started
+        self._plan_ahead = min(max(2 * took + PLAN_MARGIN, PLAN_MARGIN), MAX_PLAN_AHEAD)
+        self._sleep_until(at)
+        if self._stop_requested:
+            return
+        self.fire(plan)
+        store.beat_scheduler(self.connection, self.keys, self.name, self.clock())
+
+    def _sleep_until(self, instant: float) -> None:
+        """Sleep until `instant` on the scheduler's clock, in short slices so a stop signal
+        is honoured promptly; the last slice ends at the instant (time.sleep is precise to
+        well under a millisecond here)."""
         while not self._stop_requested:
-            left = deadline - time.monotonic()
+            left = instant - self.clock()
             if left <= 0:
                 return
             time.sleep(min(left, 0.2))

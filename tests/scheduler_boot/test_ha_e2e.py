@@ -7,6 +7,7 @@ import re
 import signal
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from redis import Redis
 
 from app.embedded_redis import EmbeddedRedis
 from cronwork.keys import Keys
+from cronwork.ledger import Ledger
+from cronwork.serializer import json_queue
 from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.slow
@@ -47,36 +50,42 @@ def every_second(tmp_path: Path, process_env: dict[str, str]) -> None:
 
 
 @pytest.mark.usefixtures("every_second", "app")
-def test_two_schedulers_then_sigkill_active_one_exactly_once_per_tick(
+def test_two_schedulers_then_sigkill_the_one_that_pushed_last_exactly_once_per_tick(
     redis: Redis, processes: Processes
 ) -> None:
     first = processes.start("-m", "scheduler_boot", name="scheduler-a")
     second = processes.start("-m", "scheduler_boot", name="scheduler-b")
     worker = processes.start("-m", "jobs.worker", name="worker")
     names = {scheduler_name(processes, first): first, scheduler_name(processes, second): second}
+    ledger = Ledger(redis, Keys())
 
-    time.sleep(15)
-    owner = redis.get(Keys().scheduler_lock).decode()
-    active, standby = names[owner], next(p for n, p in names.items() if n != owner)
+    wait_until(lambda: len(ledger.history("health_check")) >= 8, timeout=30)
+    # No leader: whichever replica fires first pushes the tick. Kill the one that pushed last.
+    pusher = ledger.history("health_check", 1)[0]["scheduler"]
+    survivor = next(p for n, p in names.items() if n != pusher)
     killed_at = time.time()
-    os.kill(active.pid, signal.SIGKILL)
-    active.wait()
-    # The standby must hold the lock and be enqueuing within 5 s.
-    wait_until(lambda: redis.get(Keys().scheduler_lock) not in (None, owner.encode()), timeout=5)
-    takeover = time.time() - killed_at
-    time.sleep(17)
-    standby.send_signal(signal.SIGTERM)
-    assert standby.wait(10) == 0
-    time.sleep(2)  # let the worker finish what is queued
+    os.kill(names[pusher].pid, signal.SIGKILL)
+    names[pusher].wait()
+    wait_until(lambda: ledger.history("health_check", 1)[0]["tick"] >= killed_at + 8, timeout=20)
+    survivor.send_signal(signal.SIGTERM)
+    assert survivor.wait(10) == 0
+    wait_until(lambda: json_queue("default", redis).count == 0, timeout=10)  # the worker drained the queue
+    time.sleep(1)
 
     ran = executed_ticks(processes, worker)
     duplicates = {t: n for t, n in ran.items() if n > 1}
     assert duplicates == {}
     ticks = sorted(ran)
     missing = sorted(set(range(ticks[0], ticks[-1] + 1)) - set(ticks))
-    assert missing == [], f"ticks lost around the takeover ({takeover:.1f}s): {missing}"
-    assert len(ticks) >= 30
-    assert takeover <= 5
+    assert missing == [], f"ticks lost around the kill: {missing}"
+    assert len(ticks) >= 14
+    # Failover is not a lock expiry: the survivor pushed the next tick on time (bench peers
+    # measures it precisely; here with room for a loaded CI machine).
+    records = sorted(ledger.history("health_check", 100), key=lambda r: r["tick"])
+    pushes = [datetime.fromisoformat(r["enqueued_at"]).timestamp() for r in records if r.get("enqueued_at")]
+    gap = max(b - a for a, b in zip(pushes, pushes[1:], strict=False))
+    assert gap < 2.0, f"longest gap between pushes {gap:.2f}s"
+    assert {r["scheduler"] for r in records if r["tick"] > killed_at + 1} == {n for n in names if n != pusher}
 
 
 @pytest.mark.usefixtures("app")

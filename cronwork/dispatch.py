@@ -1,0 +1,276 @@
+"""Handing due occurrences to their queues: one server-side script per batch, no leader.
+
+Any scheduler replica may dispatch any due template. For each one the script checks that the
+template's score in rq-scheduler's set is still the one the replica planned from (the fence:
+whoever handles a template moves its score forward, so a second replica, a stale plan or a
+replay finds it moved and does nothing), then in the same atomic step:
+
+- moves the template to its next tick (ZADD XX GT, never backwards) or removes a one-off;
+- for every planned tick newer than the schedule's `last_tick` and not taken by a manual run:
+  pushes the run job exactly as rq's own atomic enqueue does (HSET of `Job.to_dict()`, RPUSH;
+  rq.scripts.UNIQUE_ENQUEUE_SCRIPT) and writes the run's `enqueued` record, or writes its
+  `missed` / `paused` record;
+- raises `last_tick`, so a tick is never handled twice whatever a re-sync does to the score;
+- trims the schedule's history to its `keep_runs` newest runs: the records, attempts, RQ job
+  hashes, results and finished-registry entries of older runs that ended well (or were missed
+  or paused) are deleted; a failed run, or one still queued or running, is left to its TTL
+  (a failed run stays requeueable in RQ's failed registry until its failure TTL).
+
+The push time, and so the run's `enqueued_at` and `lag`, is Redis's clock (`TIME`) at the
+push, the same instant a MONITOR of the queue sees; never the start of the Python pass.
+
+This is the `enqueued` transition of a scheduled run (cronwork.runs documents the others);
+its fields are the ones `RunWriter.enqueued` writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from redis import Redis
+from rq import Queue
+from rq.results import Result
+
+from cronwork.keys import RQ_JOB_PREFIX, RQ_SCHEDULER_SET, Keys
+from cronwork.ledger import LEDGER_TTL
+from cronwork.runs import RunState
+
+BATCH = 200  # templates per script call: each call holds Redis for ~1-2 ms at most
+
+_PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunState.PAUSED)
+
+# KEYS: rq-scheduler's set, last_tick hash, rq's set of queues, fired one-offs hash
+# ARGV: job key prefix, result key prefix, ledger ttl, prunable states (comma separated), the
+#   dispatching replica's name, then
+#   per template: member, planned score, name, next score ('' = one-off: remove), keep_runs,
+#   paused ('1'/'0'), ledger index, record prefix, attempts prefix, queue key, finished
+#   registry key, manual-claim prefix, #missed, #runs, the missed ticks, then per run:
+#   tick, job id, #hset args, the hset args (field, value, ...)
+# Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned, paused}
+DISPATCH = """
+local t = redis.call('TIME')
+local sec, usec = tonumber(t[1]), tonumber(t[2])
+local at = sec + usec / 1000000
+
+local function civil(days)
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+    - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400
+  if m <= 2 then y = y + 1 end
+  return y, m, d
+end
+local days = math.floor(sec / 86400)
+local rest = sec - days * 86400
+local y, mo, d = civil(days)
+local clock = string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d', y, mo, d,
+  math.floor(rest / 3600), math.floor(rest % 3600 / 60), rest % 60, usec)
+local iso, rqiso = clock .. '+00:00', clock .. 'Z'
+
+local jobp, resultp, ttl, replica = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
+local prunable = {}
+for state in string.gmatch(ARGV[4], '[^,]+') do prunable[state] = true end
+local enqueued, missed = {}, {}
+local moved, pruned, paused_n = 0, 0, 0
+
+local function put(index, rec, att, name, tick, ...)
+  redis.call('DEL', rec, att)
+  redis.call('HSET', rec, 'schedule', name, 'tick', tick, ...)
+  redis.call('EXPIRE', rec, ttl)
+  redis.call('ZADD', index, tick, tick)
+  redis.call('EXPIRE', index, ttl)
+end
+
+local i = 6
+while i <= #ARGV do
+  local member, planned, name, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local keep, paused = tonumber(ARGV[i + 4]), ARGV[i + 5] == '1'
+  local index, recp, attp = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
+  local queue, finished, claimp = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
+  local nmissed, nruns = tonumber(ARGV[i + 12]), tonumber(ARGV[i + 13])
+  local first_missed = i + 14
+  local first_run = first_missed + nmissed
+  local j = first_run
+  for _ = 1, nruns do j = j + 3 + tonumber(ARGV[j + 2]) end
+  i = j
+  local score = redis.call('ZSCORE', KEYS[1], member)
+  if not score or tonumber(score) ~= tonumber(planned) then
+    moved = moved + 1
+  else
+    local last = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
+    local high = last
+    local function fresh(tick)
+      local n = tonumber(tick)
+      if n <= last or redis.call('EXISTS', claimp .. tick) == 1 then return false end
+      if n > high then high = n end
+      return true
+    end
+    for k = first_missed, first_run - 1 do
+      local tick = ARGV[k]
+      if fresh(tick) then
+        put(index, recp .. tick, attp .. tick, name, tick, 'state', 'missed', 'missed_at', iso)
+        missed[#missed + 1] = name
+        missed[#missed + 1] = tick
+      end
+    end
+    local r = first_run
+    for _ = 1, nruns do
+      local tick, id, nargs = ARGV[r], ARGV[r + 1], tonumber(ARGV[r + 2])
+      if fresh(tick) then
+        if paused then
+          put(index, recp .. tick, attp .. tick, name, tick, 'state', 'paused', 'paused_at', iso)
+          paused_n = paused_n + 1
+        else
+          local job = jobp .. id
+          redis.call('HSET', job, unpack(ARGV, r + 3, r + 2 + nargs))
+          redis.call('HSET', job, 'enqueued_at', rqiso)
+          redis.call('RPUSH', queue, id)
+          redis.call('SADD', KEYS[3], queue)
+          local lag = string.format('%.6f', at - tonumber(tick))
+          put(index, recp .. tick, attp .. tick, name, tick, 'state', 'enqueued', 'job_id', id,
+            'trigger', 'schedule', 'enqueued_at', iso, 'lag', lag, 'scheduler', replica)
+          enqueued[#enqueued + 1] = id
+          enqueued[#enqueued + 1] = lag
+        end
+      end
+      r = r + 3 + nargs
+    end
+    if nxt == '' then
+      redis.call('ZREM', KEYS[1], member)
+      if high > last then redis.call('HSET', KEYS[4], name, high) end
+    else
+      redis.call('ZADD', KEYS[1], 'XX', 'GT', nxt, member)
+    end
+    if high > last then redis.call('HSET', KEYS[2], name, high) end
+    local excess = redis.call('ZCARD', index) - keep
+    if excess > 0 then
+      local old = redis.call('ZPOPMIN', index, excess)
+      for k = 1, #old, 2 do
+        local tick = old[k]
+        local rec = recp .. tick
+        local fields = redis.call('HMGET', rec, 'state', 'job_id')
+        if fields[1] and prunable[fields[1]] then
+          redis.call('DEL', rec, attp .. tick)
+          if fields[2] then
+            redis.call('DEL', jobp .. fields[2], resultp .. fields[2])
+            redis.call('ZREM', finished, fields[2])
+          end
+          pruned = pruned + 1
+        end
+      end
+    end
+  end
+end
+return {enqueued, missed, moved, pruned, paused_n}
+"""
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run job to push: its tick, id and the HSET arguments of its RQ job hash."""
+
+    tick: int
+    job_id: str
+    hash_args: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class PlannedTemplate:
+    """What a replica plans for one due template, fenced by the score it planned from."""
+
+    name: str
+    member: str  # the template's id in rq-scheduler's set
+    planned_score: float
+    next_score: float | None  # None: a one-off, removed once handled
+    keep_runs: int
+    paused: bool
+    queue_key: str
+    finished_key: str
+    missed: Sequence[int] = ()
+    runs: Sequence[PlannedRun] = ()
+
+
+@dataclass
+class Dispatched:
+    """What the scripts did: runs pushed (job id, lag in s), ticks recorded missed."""
+
+    enqueued: list[tuple[str, float]] = field(default_factory=list)
+    missed: list[tuple[str, int]] = field(default_factory=list)
+    moved: int = 0  # templates another replica (or an earlier pass) had handled already
+    pruned: int = 0  # old runs deleted to keep each schedule's history at keep_runs
+    paused: int = 0
+
+
+class Dispatcher:
+    """Runs the DISPATCH script over planned templates, in batches, in one round trip."""
+
+    def __init__(self, connection: Redis, keys: Keys, replica: str) -> None:
+        self.connection = connection
+        self.keys = keys
+        self._script = connection.register_script(DISPATCH)
+        self._keys = [RQ_SCHEDULER_SET, keys.last_tick, Queue.redis_queues_keys, keys.oneoffs_fired]
+        self._head: list[Any] = [
+            RQ_JOB_PREFIX,
+            Result.get_key(""),
+            LEDGER_TTL,
+            ",".join(str(state) for state in _PRUNABLE),
+            replica,
+        ]
+
+    def dispatch(self, templates: Sequence[PlannedTemplate]) -> Dispatched:
+        batches = [self._args(templates[i : i + BATCH]) for i in range(0, len(templates), BATCH)]
+        if not batches:
+            return Dispatched()
+        if len(batches) == 1:  # EVALSHA straight away: no pipeline's SCRIPT EXISTS round trip
+            replies = [self._script(keys=self._keys, args=batches[0])]
+        else:
+            with self.connection.pipeline(transaction=False) as pipe:
+                for args in batches:
+                    self._script(keys=self._keys, args=args, client=pipe)
+                replies = pipe.execute()
+        out = Dispatched()
+        for reply in replies:
+            enqueued, missed, moved, pruned, paused = cast(list[Any], reply)
+            out.enqueued += [(id_.decode(), float(lag)) for id_, lag in _pairs(enqueued)]
+            out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
+            out.moved += int(moved)
+            out.pruned += int(pruned)
+            out.paused += int(paused)
+        return out
+
+    def _args(self, templates: Sequence[PlannedTemplate]) -> list[Any]:
+        keys = self.keys
+        args = list(self._head)
+        for t in templates:
+            args += [
+                t.member,
+                repr(t.planned_score),
+                t.name,
+                "" if t.next_score is None else repr(t.next_score),
+                t.keep_runs,
+                "1" if t.paused else "0",
+                keys.ledger(t.name),
+                keys.run_record_prefix(t.name),
+                keys.attempts_prefix(t.name),
+                t.queue_key,
+                t.finished_key,
+                keys.claim_prefix(t.name),
+                len(t.missed),
+                len(t.runs),
+                *t.missed,
+            ]
+            for run in t.runs:
+                args += [run.tick, run.job_id, len(run.hash_args), *run.hash_args]
+        return args
+
+
+def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    return list(zip(flat[::2], flat[1::2], strict=True))
