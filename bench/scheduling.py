@@ -119,25 +119,36 @@ def latency(ticks: int = 60) -> None:
 
 
 def burst(count: int = 1000) -> None:
-    """`count` schedules due in the same second: one pass, exactly once."""
+    """`count` schedules due in the same second: one warm pass, exactly once.
+
+    Warm: the schedules fired once before (a running loop has parsed their definitions and
+    made each one's job hash). "plan" is what the loop does ahead of the instant, "push" what
+    happens after it (one script call per 200 templates); a pass called at the instant costs both.
+    """
     print(f"\n== {count} schedules due in the same second")
     now = datetime.now(UTC)
     with redis_server() as server:
         conn = Redis.from_url(server.url)
         keys = Keys()
         apply_plan(conn, _specs(count, now), keys, now)
-        due = time.time() - 0.001
-        conn.zadd(RQ_SCHEDULER_SET, {keys.template_id(f"s{i:04d}"): due for i in range(count)})
         scheduler = CronworkScheduler(conn, keys)
-        # A running loop has parsed the registered specs in earlier passes; time a warm pass.
-        scheduler._load_specs()
+        templates = [keys.template_id(f"s{i:04d}") for i in range(count)]
+        first = float(int(time.time()) - 5)
+        conn.zadd(RQ_SCHEDULER_SET, dict.fromkeys(templates, first))
+        scheduler.enqueue_jobs()  # the earlier tick: warms the loop's caches
+        conn.delete(json_queue("default", conn).key)
+        conn.zadd(RQ_SCHEDULER_SET, dict.fromkeys(templates, first + 1))
         started = time.perf_counter()
-        enqueued = scheduler.enqueue_jobs()
+        plan = scheduler.plan(time.time())
+        planned = time.perf_counter()
+        enqueued = scheduler.fire(plan)
         ours = time.perf_counter() - started
+        push = time.perf_counter() - planned
         again = scheduler.enqueue_jobs()
         queued = json_queue("default", conn).count
         print(
-            f"cronwork one pass: {fmt_ms(ours)}  enqueued {len(enqueued)}, queue {queued}, second pass {len(again)}"
+            f"cronwork one pass: {fmt_ms(ours)} (plan {fmt_ms(ours - push)}, push {fmt_ms(push)})  "
+            f"enqueued {len(enqueued)}, queue {queued}, second pass {len(again)}"
         )
         assert len(enqueued) == queued == count and again == []
 
@@ -153,7 +164,7 @@ def burst(count: int = 1000) -> None:
         print(
             f"stock rq-scheduler enqueue_jobs: {fmt_ms(theirs)}  queue {json_queue('default', conn).count}"
         )
-    print(f"ratio stock/cronwork: {theirs / ours:.1f}x  (target ≤ 250 ms)")
+    print(f"ratio stock/cronwork: {theirs / ours:.1f}x  (targets: 1,000 ≤ 100 ms, 10,000 ≤ 1 s)")
 
 
 def reconcile(count: int = 500) -> None:

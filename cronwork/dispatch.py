@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import msgpack  # type: ignore[import-untyped]  # no stubs; packb is all we use
 from redis import Redis
 from rq import Queue
 from rq.results import Result
@@ -43,11 +44,11 @@ _PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunS
 
 # KEYS: rq-scheduler's set, last_tick hash, rq's set of queues, fired one-offs hash
 # ARGV: job key prefix, result key prefix, ledger ttl, prunable states (comma separated), the
-#   dispatching replica's name, then
-#   per template: member, planned score, name, next score ('' = one-off: remove), keep_runs,
-#   paused ('1'/'0'), ledger index, record prefix, attempts prefix, queue key, finished
-#   registry key, manual-claim prefix, #missed, #runs, the missed ticks, then per run:
-#   tick, job id, #hset args, the hset args (field, value, ...)
+#   dispatching replica's name, the batch (msgpack: one binary-safe argument instead of ~50 per
+#   occurrence, which redis-py would encode one by one): a list of templates, each
+#   {member, planned score, name, next score ('' = one-off: remove), keep_runs, paused,
+#    ledger index, record prefix, attempts prefix, manual-claim prefix, queue key, finished
+#    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}}, ...}}
 # Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned, paused}
 DISPATCH = """
 local t = redis.call('TIME')
@@ -80,29 +81,13 @@ local prunable = {}
 for state in string.gmatch(ARGV[4], '[^,]+') do prunable[state] = true end
 local enqueued, missed = {}, {}
 local moved, pruned, paused_n = 0, 0, 0
+local queues = {}
 
-local function put(index, rec, att, name, tick, ...)
-  redis.call('DEL', rec, att)
-  redis.call('HSET', rec, 'schedule', name, 'tick', tick, ...)
-  redis.call('EXPIRE', rec, ttl)
-  redis.call('ZADD', index, tick, tick)
-  redis.call('EXPIRE', index, ttl)
-end
-
-local i = 6
-while i <= #ARGV do
-  local member, planned, name, nxt = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local keep, paused = tonumber(ARGV[i + 4]), ARGV[i + 5] == '1'
-  local index, recp, attp = ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]
-  local queue, finished, claimp = ARGV[i + 9], ARGV[i + 10], ARGV[i + 11]
-  local nmissed, nruns = tonumber(ARGV[i + 12]), tonumber(ARGV[i + 13])
-  local first_missed = i + 14
-  local first_run = first_missed + nmissed
-  local j = first_run
-  for _ = 1, nruns do j = j + 3 + tonumber(ARGV[j + 2]) end
-  i = j
+for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
+  local member, planned, name, nxt, keep, paused = tpl[1], tpl[2], tpl[3], tpl[4], tpl[5], tpl[6]
+  local index, recp, attp, claimp, queue, finished = tpl[7], tpl[8], tpl[9], tpl[10], tpl[11], tpl[12]
   local score = redis.call('ZSCORE', KEYS[1], member)
-  if not score or tonumber(score) ~= tonumber(planned) then
+  if not score or tonumber(score) ~= planned then
     moved = moved + 1
   else
     local last = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
@@ -113,35 +98,38 @@ while i <= #ARGV do
       if n > high then high = n end
       return true
     end
-    for k = first_missed, first_run - 1 do
-      local tick = ARGV[k]
+    local function put(tick, ...)
+      local rec = recp .. tick
+      -- Replace, never merge (HWM makes the tick fresh; a record there is a leftover).
+      redis.call('DEL', rec, attp .. tick)
+      redis.call('HSET', rec, 'schedule', name, 'tick', tick, ...)
+      redis.call('EXPIRE', rec, ttl)
+      redis.call('ZADD', index, tick, tick)
+    end
+    for _, tick in ipairs(tpl[13]) do
       if fresh(tick) then
-        put(index, recp .. tick, attp .. tick, name, tick, 'state', 'missed', 'missed_at', iso)
+        put(tick, 'state', 'missed', 'missed_at', iso)
         missed[#missed + 1] = name
         missed[#missed + 1] = tick
       end
     end
-    local r = first_run
-    for _ = 1, nruns do
-      local tick, id, nargs = ARGV[r], ARGV[r + 1], tonumber(ARGV[r + 2])
+    for _, run in ipairs(tpl[14]) do
+      local tick, id = run[1], run[2]
       if fresh(tick) then
         if paused then
-          put(index, recp .. tick, attp .. tick, name, tick, 'state', 'paused', 'paused_at', iso)
+          put(tick, 'state', 'paused', 'paused_at', iso)
           paused_n = paused_n + 1
         else
-          local job = jobp .. id
-          redis.call('HSET', job, unpack(ARGV, r + 3, r + 2 + nargs))
-          redis.call('HSET', job, 'enqueued_at', rqiso)
+          redis.call('HSET', jobp .. id, 'enqueued_at', rqiso, unpack(run[3]))
           redis.call('RPUSH', queue, id)
-          redis.call('SADD', KEYS[3], queue)
+          queues[queue] = true
           local lag = string.format('%.6f', at - tonumber(tick))
-          put(index, recp .. tick, attp .. tick, name, tick, 'state', 'enqueued', 'job_id', id,
-            'trigger', 'schedule', 'enqueued_at', iso, 'lag', lag, 'scheduler', replica)
+          put(tick, 'state', 'enqueued', 'job_id', id, 'trigger', 'schedule', 'enqueued_at', iso,
+            'lag', lag, 'scheduler', replica)
           enqueued[#enqueued + 1] = id
           enqueued[#enqueued + 1] = lag
         end
       end
-      r = r + 3 + nargs
     end
     if nxt == '' then
       redis.call('ZREM', KEYS[1], member)
@@ -149,26 +137,30 @@ while i <= #ARGV do
     else
       redis.call('ZADD', KEYS[1], 'XX', 'GT', nxt, member)
     end
-    if high > last then redis.call('HSET', KEYS[2], name, high) end
+    if high > last then
+      redis.call('HSET', KEYS[2], name, high)
+      redis.call('EXPIRE', index, ttl)
+    end
     local excess = redis.call('ZCARD', index) - keep
     if excess > 0 then
-      local old = redis.call('ZPOPMIN', index, excess)
-      for k = 1, #old, 2 do
-        local tick = old[k]
-        local rec = recp .. tick
-        local fields = redis.call('HMGET', rec, 'state', 'job_id')
-        if fields[1] and prunable[fields[1]] then
-          redis.call('DEL', rec, attp .. tick)
-          if fields[2] then
-            redis.call('DEL', jobp .. fields[2], resultp .. fields[2])
-            redis.call('ZREM', finished, fields[2])
+      for k, tick in ipairs(redis.call('ZPOPMIN', index, excess)) do
+        if k % 2 == 1 then
+          local rec = recp .. tick
+          local fields = redis.call('HMGET', rec, 'state', 'job_id')
+          if fields[1] and prunable[fields[1]] then
+            redis.call('DEL', rec, attp .. tick)
+            if fields[2] then
+              redis.call('DEL', jobp .. fields[2], resultp .. fields[2])
+              redis.call('ZREM', finished, fields[2])
+            end
+            pruned = pruned + 1
           end
-          pruned = pruned + 1
         end
       end
     end
   end
 end
+for queue in pairs(queues) do redis.call('SADD', KEYS[3], queue) end
 return {enqueued, missed, moved, pruned, paused_n}
 """
 
@@ -248,28 +240,27 @@ class Dispatcher:
 
     def _args(self, templates: Sequence[PlannedTemplate]) -> list[Any]:
         keys = self.keys
-        args = list(self._head)
-        for t in templates:
-            args += [
+        batch = [
+            [
                 t.member,
-                repr(t.planned_score),
+                t.planned_score,
                 t.name,
-                "" if t.next_score is None else repr(t.next_score),
+                "" if t.next_score is None else t.next_score,
                 t.keep_runs,
-                "1" if t.paused else "0",
+                t.paused,
                 keys.ledger(t.name),
                 keys.run_record_prefix(t.name),
                 keys.attempts_prefix(t.name),
+                keys.claim_prefix(t.name),
                 t.queue_key,
                 t.finished_key,
-                keys.claim_prefix(t.name),
-                len(t.missed),
-                len(t.runs),
-                *t.missed,
+                [str(tick) for tick in t.missed],
+                [[str(run.tick), run.job_id, run.hash_args] for run in t.runs],
             ]
-            for run in t.runs:
-                args += [run.tick, run.job_id, len(run.hash_args), *run.hash_args]
-        return args
+            for t in templates
+        ]
+        # Redis's Lua cmsgpack predates msgpack's bin type: text and bytes both go as raw.
+        return [*self._head, msgpack.packb(batch, use_bin_type=False)]
 
 
 def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:

@@ -30,7 +30,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
 from rq.exceptions import NoSuchJobError
-from rq.scripts import _build_hset_args
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time
 
@@ -39,7 +38,7 @@ from cronwork.dispatch import Dispatched, Dispatcher, PlannedRun, PlannedTemplat
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.misfire import decide
-from cronwork.runjob import build_run_job
+from cronwork.runjob import RunJobHashes
 from cronwork.runs import Trigger
 from cronwork.scripts import ACQUIRE_OR_EXTEND, COMPARE_AND_DELETE
 from cronwork.serializer import JSONJob, json_queue
@@ -87,6 +86,7 @@ class CronworkScheduler(Scheduler):
         self._release = connection.register_script(COMPARE_AND_DELETE)
         self._stop_requested = False
         self._queues: dict[str, Queue] = {}
+        self._hashes: dict[str, RunJobHashes] = {}
         self._specs: dict[str, tuple[bytes, ScheduleSpec]] = {}
         self.dispatcher = Dispatcher(connection, keys, self.name)
         self._plan_ahead = 0.05
@@ -159,14 +159,17 @@ class CronworkScheduler(Scheduler):
         if decision.unlisted_misses:
             log.warning("schedule=%s missed %d more ticks (not listed)", spec.name, decision.unlisted_misses)
         queue = self._run_queue(spec.queue)
-        runs = []
-        if not paused:
-            for tick in decision.runs:
-                epoch = int(tick.timestamp())
-                job_id = self.keys.run_id(spec.name, epoch)
-                job = build_run_job(self.connection, spec, tick, job_id, Trigger.SCHEDULE, self.job_class)
-                queue._prepare_for_queue(job)
-                runs.append(PlannedRun(epoch, job_id, _build_hset_args(job)))
+        hashes = self._hashes.get(spec.queue)
+        if hashes is None:
+            hashes = self._hashes[spec.queue] = RunJobHashes(self.connection, queue)
+        runs = [
+            PlannedRun(
+                tick=int(tick.timestamp()),
+                job_id=self.keys.run_id(spec.name, int(tick.timestamp())),
+                hash_args=() if paused else hashes.fields(spec, tick, Trigger.SCHEDULE),
+            )
+            for tick in decision.runs
+        ]
         return PlannedTemplate(
             name=spec.name,
             member=self.keys.template_id(spec.name),
@@ -177,7 +180,7 @@ class CronworkScheduler(Scheduler):
             queue_key=queue.key,
             finished_key=queue.finished_job_registry.key,
             missed=[int(t.timestamp()) for t in decision.missed],
-            runs=runs if not paused else [PlannedRun(int(t.timestamp()), "", ()) for t in decision.runs],
+            runs=runs,
         )
 
     def _log(self, plan: Plan, done: Dispatched) -> None:
@@ -259,9 +262,11 @@ class CronworkScheduler(Scheduler):
             reason,
         )
 
-    def _load_specs(self, names: list[str]) -> dict[str, ScheduleSpec]:
-        """The registered specs of `names` (as the last sync wrote them), parsed once per
-        stored definition: a pass reads only the definitions of the templates due."""
+    def _load_specs(self, names: list[str] | None = None) -> dict[str, ScheduleSpec]:
+        """The registered specs of `names` (default: all), as the last sync wrote them, parsed
+        once per stored definition: a pass reads only the definitions of the templates due."""
+        if names is None:
+            names = [name.decode() for name in self.connection.hkeys(self.keys.definitions)]
         specs: dict[str, ScheduleSpec] = {}
         for name, raw in store.raw_definitions(self.connection, self.keys, names).items():
             cached = self._specs.get(name)

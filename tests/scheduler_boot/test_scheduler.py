@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from redis import Redis
@@ -217,3 +218,26 @@ def test_a_fired_one_off_is_remembered_and_its_past_at_accepted_afterwards(redis
     assert not apply_plan(redis, specs, KEYS, later).has_changes
     moved = schedule_from(ONE_OFF.replace("12:05", "12:06"), later).specs  # another instant
     assert "never ran here" in compute_plan(redis, moved, KEYS, later).expired["backfill"]
+
+
+def test_two_replicas_and_1000_schedules_due_in_the_same_second_enqueue_each_once(
+    redis: Redis, redis_url: str
+) -> None:
+    text = "".join(
+        f'[schedules.s{i:04d}]\nfunc = "jobs.system.health_check"\ncron = "* * * * *"\ntimeout = "30s"\n'
+        for i in range(1000)
+    )
+    clock = setup(redis, text)
+    clock.now = T0 + timedelta(minutes=1, milliseconds=5)
+    replicas = [scheduler(redis, clock), CronworkScheduler(Redis.from_url(redis_url), KEYS, clock=clock)]
+    # Both plan the same pass, then fire at once: the scripts' fence lets one push each tick.
+    plans = [r.plan(clock()) for r in replicas]
+    with ThreadPoolExecutor(2) as pool:
+        pushed = list(pool.map(lambda rp: rp[0].fire(rp[1]), zip(replicas, plans, strict=True)))
+    assert sorted(pushed[0] + pushed[1]) == sorted(
+        KEYS.run_id(f"s{i:04d}", int((T0 + timedelta(minutes=1)).timestamp())) for i in range(1000)
+    )
+    assert json_queue("default", redis).count == 1000
+    assert [r.enqueue_jobs() for r in replicas] == [[], []]
+    scores = {s for _, s in redis.zrange(RQ_SCHEDULER_SET, 0, -1, withscores=True)}
+    assert scores == {(T0 + timedelta(minutes=2)).timestamp()}
