@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install bench clean browser postgres
+.PHONY: run test lint install bench clean browser postgres faketime
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,19 @@ postgres:
 		echo "postgres: no PostgreSQL server binaries and not root with apt-get; POSTGRESQL TESTS WILL NOT RUN" >&2; \
 	fi
 
-test: install lint browser postgres
+# Debian's libfaketime for the clock-skew tests (a scheduler replica with its host clock off).
+faketime:
+	@if [ -n "$$(ls /usr/lib/*/faketime/libfaketime.so.1 /usr/lib/faketime/libfaketime.so.1 2>/dev/null)" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "faketime: installing libfaketime with apt-get"; \
+		(apt-get install -y -qq faketime >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq faketime >/dev/null)) \
+			|| echo "faketime: could not install it; CLOCK SKEW TESTS WILL BE SKIPPED" >&2; \
+	else \
+		echo "faketime: libfaketime missing and not root with apt-get; CLOCK SKEW TESTS WILL BE SKIPPED" >&2; \
+	fi
+
+test: install lint browser postgres faketime
 	$(VENV)/bin/pytest
 
 bench: install

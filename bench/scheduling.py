@@ -1,25 +1,25 @@
-"""Scheduling benchmarks (issue 3): tick latency, 1,000 simultaneous ticks, reconcile cost.
+"""Scheduling benchmarks: many simultaneous ticks, reconcile cost.
 
 Each compares Cronwork with stock rq-scheduler measured in the same run on the same machine.
+Tick latency against every peer, measured at the push for all, is `python -m bench peers`
+(it replaced `latency`, which took Cronwork's lag from its ledger and rq-scheduler's from
+the job's `enqueued_at`, set before the push).
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 import tomllib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 from redis import Redis
-from rq.job import Job
 from rq_scheduler import Scheduler
 
-from bench.harness import fmt_ms, percentile, process_env, python, redis_server, start, stop
+from bench.harness import fmt_ms, redis_server
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
-from cronwork.ledger import Ledger
 from cronwork.loader import parse_schedule
-from cronwork.serializer import JSONJob, json_queue
+from cronwork.serializer import json_queue
 from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan
 
@@ -50,72 +50,6 @@ def _schedule_text(count: int, trigger: str = 'every = "1h"') -> str:
 
 def _specs(count: int, now: datetime) -> dict:
     return dict(parse_schedule(tomllib.loads(_schedule_text(count)), Path("bench.toml")).specs)
-
-
-def latency(ticks: int = 60) -> None:
-    """tick → enqueue and tick → start, Cronwork vs stock `rqscheduler -i 1`."""
-    print(f"\n== tick latency over {ticks} ticks (idle forking worker)")
-    with redis_server() as ours, redis_server() as stock, tempfile.TemporaryDirectory() as folder:
-        base = Path(folder)
-        schedule = (
-            '[schedules.health_check]\nfunc = "jobs.system.health_check"\nevery = "1s"\noverlap = "allow"\n'
-        )
-        env = process_env(ours.url, base, schedule)
-        start(python("-m", "flask", "--app", "app", "db", "upgrade"), env, base / "db.log").wait()
-        stock_env = process_env(stock.url, base)
-        stock_conn = Redis.from_url(stock.url)
-        first = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=4)
-        sched = Scheduler(connection=stock_conn)
-        stock_times = [first + timedelta(seconds=i) for i in range(ticks)]
-        stock_jobs = [sched.enqueue_at(t.replace(tzinfo=None), "bench.probe.noop") for t in stock_times]
-        procs = [
-            start(python("-m", "scheduler_boot"), env, base / "scheduler.log"),
-            start(python("-m", "jobs.worker"), env, base / "worker.log"),
-            start(
-                [str(Path(python()[0]).parent / "rqscheduler"), "-u", stock.url, "-i", "1"],
-                stock_env,
-                base / "rqscheduler.log",
-            ),
-            start(
-                [str(Path(python()[0]).parent / "rq"), "worker", "-u", stock.url],
-                stock_env,
-                base / "rqworker.log",
-            ),
-        ]
-        time.sleep((first - datetime.now(UTC)).total_seconds() + ticks + 3)
-        stop(*procs)
-
-        conn = Redis.from_url(ours.url)
-        records = [r for r in Ledger(conn, Keys()).history("health_check", 500) if r.get("job_id")]
-        records = sorted(records, key=lambda r: r["tick"])[-ticks:]
-        our_enqueue = [r["lag"] for r in records]
-        our_start = []
-        for r in records:
-            job = JSONJob.fetch(r["job_id"], connection=conn)
-            if job.started_at:
-                our_start.append(job.started_at.replace(tzinfo=UTC).timestamp() - r["tick"])
-        stock_enqueue, stock_start = [], []
-        for job_ref, tick in zip(stock_jobs, stock_times, strict=True):
-            job = Job.fetch(job_ref.id, connection=stock_conn)  # the peer's own (pickle) format
-            if job.enqueued_at:
-                stock_enqueue.append(job.enqueued_at.replace(tzinfo=UTC).timestamp() - tick.timestamp())
-            if job.started_at:
-                stock_start.append(job.started_at.replace(tzinfo=UTC).timestamp() - tick.timestamp())
-
-    def row(label: str, values: list[float]) -> tuple[float, float]:
-        p50, p99 = percentile(values, 50), percentile(values, 99)
-        print(f"{label:<42} n={len(values):3d}  p50 {fmt_ms(p50)}  p99 {fmt_ms(p99)}")
-        return p50, p99
-
-    _, ours_enq_p99 = row("cronwork tick → enqueue", our_enqueue)
-    _, ours_start_p99 = row("cronwork tick → job start", our_start)
-    _, stock_enq_p99 = row("stock rqscheduler -i 1 tick → enqueue", stock_enqueue)
-    _, stock_start_p99 = row("stock rqscheduler -i 1 tick → job start", stock_start)
-    print(f"{'stock rqscheduler default -i 60 (analytic)':<42}        p50 {fmt_ms(30.0)}  p99 {fmt_ms(59.4)}")
-    print(
-        f"ratio p99 enqueue stock/cronwork: {stock_enq_p99 / ours_enq_p99:.1f}x; "
-        f"p99 start: {stock_start_p99 / ours_start_p99:.1f}x  (targets: ≤ 50 ms enqueue, ≤ 300 ms start)"
-    )
 
 
 def burst(count: int = 1000) -> None:

@@ -17,7 +17,9 @@ replay finds it moved and does nothing), then in the same atomic step:
   (a failed run stays requeueable in RQ's failed registry until its failure TTL).
 
 The push time, and so the run's `enqueued_at` and `lag`, is Redis's clock (`TIME`) at the
-push, the same instant a MONITOR of the queue sees; never the start of the Python pass.
+push, the same instant a MONITOR of the queue sees; never the start of the Python pass. A
+template whose planned ticks are still ahead of that clock is left for a later pass (a
+replica whose host clock runs fast), so `lag` is never negative: no tick is pushed early.
 
 This is the `enqueued` transition of a scheduled run (cronwork.runs documents the others);
 its fields are the ones `RunWriter.enqueued` writes.
@@ -49,7 +51,7 @@ _PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunS
 #   {member, planned score, name, next score ('' = one-off: remove), keep_runs, paused,
 #    ledger index, record prefix, attempts prefix, manual-claim prefix, queue key, finished
 #    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}}, ...}}
-# Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned, paused}
+# Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned, paused, early}
 DISPATCH = """
 local t = redis.call('TIME')
 local sec, usec = tonumber(t[1]), tonumber(t[2])
@@ -80,15 +82,20 @@ local jobp, resultp, ttl, replica = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local prunable = {}
 for state in string.gmatch(ARGV[4], '[^,]+') do prunable[state] = true end
 local enqueued, missed = {}, {}
-local moved, pruned, paused_n = 0, 0, 0
+local moved, pruned, paused_n, early = 0, 0, 0, 0
 local queues = {}
 
 for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   local member, planned, name, nxt, keep, paused = tpl[1], tpl[2], tpl[3], tpl[4], tpl[5], tpl[6]
   local index, recp, attp, claimp, queue, finished = tpl[7], tpl[8], tpl[9], tpl[10], tpl[11], tpl[12]
+  local newest = -1
+  for _, run in ipairs(tpl[14]) do newest = math.max(newest, tonumber(run[1])) end
   local score = redis.call('ZSCORE', KEYS[1], member)
   if not score or tonumber(score) ~= planned then
     moved = moved + 1
+  elseif newest > at then
+    -- Planned by a replica whose clock runs ahead of Redis's: never push before the tick.
+    early = early + 1
   else
     local last = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
     local high = last
@@ -161,7 +168,7 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   end
 end
 for queue in pairs(queues) do redis.call('SADD', KEYS[3], queue) end
-return {enqueued, missed, moved, pruned, paused_n}
+return {enqueued, missed, moved, pruned, paused_n, early}
 """
 
 
@@ -199,6 +206,7 @@ class Dispatched:
     moved: int = 0  # templates another replica (or an earlier pass) had handled already
     pruned: int = 0  # old runs deleted to keep each schedule's history at keep_runs
     paused: int = 0
+    early: int = 0  # templates left alone: a planned tick is still ahead of Redis's clock
 
 
 class Dispatcher:
@@ -230,12 +238,13 @@ class Dispatcher:
                 replies = pipe.execute()
         out = Dispatched()
         for reply in replies:
-            enqueued, missed, moved, pruned, paused = cast(list[Any], reply)
+            enqueued, missed, moved, pruned, paused, early = cast(list[Any], reply)
             out.enqueued += [(id_.decode(), float(lag)) for id_, lag in _pairs(enqueued)]
             out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
             out.moved += int(moved)
             out.pruned += int(pruned)
             out.paused += int(paused)
+            out.early += int(early)
         return out
 
     def _args(self, templates: Sequence[PlannedTemplate]) -> list[Any]:

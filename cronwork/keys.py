@@ -61,6 +61,11 @@ class Keys:
         return f"{self.prefix}:scheduler:heartbeat"
 
     @property
+    def scheduler_clock_offset(self) -> str:
+        """Hash: scheduler name → its host clock's offset to Redis's (Redis minus host, s)."""
+        return f"{self.prefix}:scheduler:clock_offset"
+
+    @property
     def oneoffs_fired(self) -> str:
         """Hash: schedule name → epoch of the one-off tick the scheduler handled. Kept for good:
         it is what lets a restart accept the file's `at` in the past as done, not a mistake."""

@@ -161,9 +161,42 @@ def record_fired_oneoff(writer: Writer, keys: Keys, name: str, tick_epoch: int) 
 # -- scheduler heartbeats ------------------------------------------------------------------
 
 
-def beat_scheduler(writer: Writer, keys: Keys, scheduler_name: str, at: float) -> None:
-    """Record that a scheduler loop completed a pass at `at` (epoch seconds)."""
-    writer.hset(keys.scheduler_heartbeat, scheduler_name, at)
+def beat_scheduler(
+    connection: Redis, keys: Keys, scheduler_name: str, at: float, clock_offset: float | None = None
+) -> None:
+    """Record that a scheduler loop completed a pass at `at` (epoch seconds), and the offset
+    of its host clock to Redis's when it measures one."""
+    if clock_offset is None:
+        connection.hset(keys.scheduler_heartbeat, scheduler_name, at)
+        return
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hset(keys.scheduler_heartbeat, scheduler_name, at)
+        pipe.hset(keys.scheduler_clock_offset, scheduler_name, clock_offset)
+        pipe.execute()
+
+
+def forget_scheduler(connection: Redis, keys: Keys, scheduler_name: str) -> None:
+    """A scheduler that stops cleanly takes its heartbeat and clock offset with it."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hdel(keys.scheduler_heartbeat, scheduler_name)
+        pipe.hdel(keys.scheduler_clock_offset, scheduler_name)
+        pipe.execute()
+
+
+def live_scheduler_offsets(
+    connection: Redis, keys: Keys, now: float | None = None, max_age: float = SCHEDULER_HEARTBEAT_MAX_AGE
+) -> dict[str, float]:
+    """Clock offsets (Redis minus host, s) of the schedulers whose heartbeat is fresh."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.scheduler_heartbeat)
+        pipe.hgetall(keys.scheduler_clock_offset)
+        beats, offsets = pipe.execute()
+    now = time.time() if now is None else now
+    return {
+        name.decode(): float(offsets[name])
+        for name, beat in beats.items()
+        if name in offsets and now - float(beat) <= max_age
+    }
 
 
 def scheduler_heartbeat_age(connection: Redis, keys: Keys, now: float | None = None) -> float | None:

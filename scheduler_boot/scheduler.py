@@ -34,6 +34,7 @@ from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time
 
 from cronwork import store
+from cronwork.clock import RedisClock
 from cronwork.dispatch import Dispatched, Dispatcher, PlannedRun, PlannedTemplate
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
@@ -50,6 +51,7 @@ LOCK_TTL = 3.0  # seconds; a dead replica's housekeeping lock is free again this
 MAX_SLEEP = 1.0  # seconds between passes at most
 PLAN_MARGIN = 0.005  # seconds a pass is planned ahead of its instant at least
 MAX_PLAN_AHEAD = 0.9
+EARLY_RETRY = 0.001  # seconds before retrying a pass Redis's clock found early
 LOGGED_RUNS = 50  # runs of one pass logged one by one; beyond, one summary line
 OUTAGE_BACKOFF_MAX = 5.0
 
@@ -73,14 +75,15 @@ class CronworkScheduler(Scheduler):
         keys: Keys,
         interval: float = MAX_SLEEP,
         lock_ttl: float = LOCK_TTL,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         name: str | None = None,
     ) -> None:
         name = name or uuid4().hex
         super().__init__(connection=connection, interval=interval, name=name, job_class=JSONJob)
         self.keys = keys
         self.lock_ttl = lock_ttl
-        self.clock = clock
+        # Redis's clock (cronwork.clock); tests pass their own.
+        self.clock: Callable[[], float] = clock if clock is not None else RedisClock(connection)
         self._token = self.name
         self._acquire = connection.register_script(ACQUIRE_OR_EXTEND)
         self._release = connection.register_script(COMPARE_AND_DELETE)
@@ -142,7 +145,11 @@ class CronworkScheduler(Scheduler):
         return plan
 
     def fire(self, plan: Plan) -> list[str]:
-        """Dispatch a plan (the push itself), then log and do the housekeeping."""
+        """Dispatch a plan (the push itself), then log and do the housekeeping; returns the
+        ids of the run jobs pushed."""
+        return [job_id for job_id, _ in self._fire(plan).enqueued]
+
+    def _fire(self, plan: Plan) -> Dispatched:
         done = self.dispatcher.dispatch(plan.templates)
         for name in plan.orphans:
             # A template without a definition cannot be computed; the next sync removes it.
@@ -152,7 +159,11 @@ class CronworkScheduler(Scheduler):
         if plan.foreign and self.acquire_lock():
             for job_id in plan.foreign:
                 self._enqueue_foreign(job_id)
-        return [job_id for job_id, _ in done.enqueued]
+        return done
+
+    def _beat(self) -> None:
+        offset = self.clock.offset if isinstance(self.clock, RedisClock) else None
+        store.beat_scheduler(self.connection, self.keys, self.name, self.clock(), offset)
 
     def _plan_template(self, spec: ScheduleSpec, score: float, paused: bool, at: datetime) -> PlannedTemplate:
         decision = decide(spec, datetime.fromtimestamp(score, UTC), at)
@@ -318,7 +329,7 @@ class CronworkScheduler(Scheduler):
                 try:
                     if burst:
                         self.enqueue_jobs()
-                        store.beat_scheduler(self.connection, self.keys, self.name, self.clock())
+                        self._beat()
                         break
                     self._pass()
                     if outage_since is not None:
@@ -334,6 +345,7 @@ class CronworkScheduler(Scheduler):
         finally:
             try:
                 self.remove_lock()
+                store.forget_scheduler(self.connection, self.keys, self.name)
                 self.register_death()
             except (RedisConnectionError, RedisTimeoutError):
                 log.warning("could not register death: redis unreachable")
@@ -341,6 +353,8 @@ class CronworkScheduler(Scheduler):
     def _pass(self) -> None:
         """Wait for the next instant, planning ahead of it by about twice the last plan's time."""
         self.heartbeat()
+        if isinstance(self.clock, RedisClock):
+            self.clock.refresh()
         at = self.next_instant()
         self._sleep_until(at - self._plan_ahead)
         if self._stop_requested:
@@ -352,8 +366,9 @@ class CronworkScheduler(Scheduler):
         self._sleep_until(at)
         if self._stop_requested:
             return
-        self.fire(plan)
-        store.beat_scheduler(self.connection, self.keys, self.name, self.clock())
+        if self._fire(plan).early:
+            time.sleep(EARLY_RETRY)  # Redis's clock is a little behind the estimate: retry soon
+        self._beat()
 
     def _sleep_until(self, instant: float) -> None:
         """Sleep until `instant` on the scheduler's clock, in short slices so a stop signal

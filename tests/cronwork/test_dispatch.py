@@ -186,3 +186,15 @@ def test_history_is_trimmed_to_keep_runs_but_failed_and_unfinished_runs_stay(red
         assert redis.exists(f"rq:job:{kept}")
     assert redis.exists(ledger.run_key("plain", int(ticks[1].timestamp())))
     assert queue.count == 7  # nothing was taken off the queue
+
+
+def test_a_tick_still_ahead_of_redis_clock_is_never_pushed(redis: Redis) -> None:
+    """A replica whose clock runs fast plans a tick Redis's clock has not reached: left alone."""
+    s = spec("plain")
+    seconds, _ = redis.time()
+    ahead = datetime.fromtimestamp(seconds + 30, UTC)
+    due(redis, s, ahead)
+    done = Dispatcher(redis, KEYS, "fast").dispatch([template(redis, s, [ahead])])
+    assert (done.early, done.enqueued) == (1, [])
+    assert json_queue("default", redis).count == 0 and Ledger(redis, KEYS).history("plain") == []
+    assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("plain")) == ahead.timestamp()
