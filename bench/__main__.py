@@ -1,19 +1,20 @@
-"""`python -m bench [latency|burst|reconcile ...]`: run benchmarks, print figures and ratios."""
+"""`python -m bench [peers|scale|burst|memory ...]`: run benchmarks, print figures and ratios."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from bench import chaos, domain, scheduling, worker
+from bench import chaos, domain, memory, peers, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
-    "latency": scheduling.latency,
+    "peers": peers.run,
     "burst": scheduling.burst,
     "reconcile": scheduling.reconcile,
     "worker": worker.run,
     "domain": domain.run,
     "chaos": chaos.run,
+    "memory": memory.run,
 }
 
 
