@@ -16,11 +16,12 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronwork.spec import Schedule, ScheduleError, ScheduleSpec
+from cronwork.spec import DEFAULT_KEEP_RUNS, Schedule, ScheduleError, ScheduleSpec
 from cronwork.timing import (
     CronTrigger,
     IntervalTrigger,
@@ -43,6 +44,8 @@ OVERLAP_POLICIES = ("skip", "allow")
 # from a fixed instant rather than "now", so that the verdict never changes with the clock.
 CRON_GAP_SAMPLES = 64
 CRON_GAP_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+# Bounds of keep_runs: at least the run being looked at; at most what the ops pages can list.
+KEEP_RUNS_MIN, KEEP_RUNS_MAX = 1, 10_000
 
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "timezone": "Asia/Shanghai",
@@ -55,6 +58,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "overlap": "skip",
     "enabled": True,
     "pause_after_failures": 0,
+    "keep_runs": DEFAULT_KEEP_RUNS,
 }
 DEFAULT_KEYS = frozenset(BUILTIN_DEFAULTS)
 SCHEDULE_KEYS = DEFAULT_KEYS | {"func", "description", "args", "kwargs", *TRIGGER_KEYS}
@@ -91,8 +95,11 @@ def parse_schedule(document: Mapping[str, Any], path: Path) -> Schedule:
         errors.append(f"{where}: schedules: expected at least one [schedules.<name>] table")
         schedules = {}
     specs: dict[str, ScheduleSpec] = {}
+    # Job modules are read once per parse, not once per schedule (issue 11); a later parse
+    # reads them again, so an edited job module is seen by the next load.
+    modules = _JobModules()
     for name, table in schedules.items():
-        spec = _parse_one(where, name, table, defaults, errors)
+        spec = _parse_one(where, name, table, defaults, errors, modules)
         if spec is not None:
             specs[name] = spec
     if errors:
@@ -136,6 +143,7 @@ def _parse_one(
     table: Any,
     defaults: Mapping[str, Any],
     errors: list[str],
+    modules: _JobModules,
 ) -> ScheduleSpec | None:
     fe = _FieldErrors(where, name, errors)
     if not NAME_PATTERN.match(name):
@@ -150,7 +158,7 @@ def _parse_one(
             fe.add(key, "unknown key")
     merged = {**BUILTIN_DEFAULTS, **defaults, **table}
 
-    func = fe.check("func", table.get("func"), _check_func)
+    func = fe.check("func", table.get("func"), modules.check_func)
     timezone = fe.check("timezone", merged["timezone"], _check_zone)
     queue = fe.check("queue", merged["queue"], _check_queue)
     timeout = fe.check("timeout", merged["timeout"], _seconds)
@@ -161,6 +169,7 @@ def _parse_one(
     overlap = fe.check("overlap", merged["overlap"], _choice(OVERLAP_POLICIES))
     enabled = fe.check("enabled", merged["enabled"], _bool)
     pause_after = fe.check("pause_after_failures", merged["pause_after_failures"], _non_negative_int)
+    keep_runs = fe.check("keep_runs", merged["keep_runs"], _keep_runs)
     description = fe.check("description", table.get("description", ""), _string)
     args = fe.check("args", table.get("args", []), _json_list)
     kwargs = fe.check("kwargs", table.get("kwargs", {}), _json_table)
@@ -175,7 +184,7 @@ def _parse_one(
         trigger = fe.check(key, table[key], _trigger_parser(key, ZoneInfo(timezone)))
 
     if trigger is not None and timezone is not None and enabled and overlap == "skip" and timeout is not None:
-        gap = _shortest_gap(trigger, ZoneInfo(timezone))
+        gap = _shortest_gap(trigger, timezone)
         if gap is not None and timeout > gap:
             fe.add(
                 "timeout",
@@ -201,6 +210,7 @@ def _parse_one(
         description=description,
         args=tuple(args),
         kwargs=kwargs,
+        keep_runs=keep_runs,
     )
 
 
@@ -222,8 +232,20 @@ def _non_negative_int(value: Any) -> int:
     return value
 
 
+def _keep_runs(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not KEEP_RUNS_MIN <= value <= KEEP_RUNS_MAX:
+        raise ValueError(f"expected a whole number from {KEEP_RUNS_MIN} to {KEEP_RUNS_MAX}, got {value!r}")
+    return value
+
+
 def _seconds(value: Any) -> int:
-    return int(parse_duration(_string(value)).total_seconds())
+    return _duration_seconds(_string(value))
+
+
+@lru_cache(maxsize=1024)
+def _duration_seconds(text: str) -> int:
+    """A duration in whole seconds; cached, as every schedule repeats the same few (issue 11)."""
+    return int(parse_duration(text).total_seconds())
 
 
 def _backoff(value: Any) -> tuple[int, ...]:
@@ -258,24 +280,42 @@ def _check_queue(value: Any) -> str:
     return name
 
 
-def _check_func(value: Any) -> str:
-    """The dotted path must name a callable defined in a module of the `jobs` package.
+class _JobModules:
+    """What the job modules bind at top level, read from source once per module per parse."""
 
-    Checked from the module's source, without importing it: importing a job module imports
-    the Flask app and its models, which the scheduler process must not need (issue 10). A job
-    module that fails at import time stops the worker at start (jobs.worker preloads them).
-    """
-    if value is None:
-        raise ValueError("required (a dotted path like jobs.system.health_check)")
-    path = _string(value)
-    module_name, _, attr = path.rpartition(".")
-    if not module_name or not (module_name == JOBS_PACKAGE or module_name.startswith("jobs.")):
-        raise ValueError(f"{path!r} is outside the jobs package")
-    tree = _module_tree(module_name)
-    kind = _top_level_kind(tree, attr)
-    if kind is None or kind == "constant":
-        raise ValueError(f"{module_name!r} has no callable {attr!r}")
-    return path
+    def __init__(self) -> None:
+        self._kinds: dict[str, dict[str, str] | ValueError] = {}
+
+    def check_func(self, value: Any) -> str:
+        """The dotted path must name a callable defined in a module of the `jobs` package.
+
+        Checked from the module's source, without importing it: importing a job module imports
+        the Flask app and its models, which the scheduler process must not need (issue 10). A
+        job module that fails at import time stops the worker at start (jobs.worker preloads
+        them).
+        """
+        if value is None:
+            raise ValueError("required (a dotted path like jobs.system.health_check)")
+        path = _string(value)
+        module_name, _, attr = path.rpartition(".")
+        if not module_name or not (module_name == JOBS_PACKAGE or module_name.startswith("jobs.")):
+            raise ValueError(f"{path!r} is outside the jobs package")
+        kind = self._kinds_of(module_name).get(attr)
+        if kind is None or kind == "constant":
+            raise ValueError(f"{module_name!r} has no callable {attr!r}")
+        return path
+
+    def _kinds_of(self, module_name: str) -> dict[str, str]:
+        found = self._kinds.get(module_name)
+        if found is None:
+            try:
+                found = _top_level_kinds(_module_tree(module_name))
+            except ValueError as exc:
+                found = exc
+            self._kinds[module_name] = found
+        if isinstance(found, ValueError):
+            raise ValueError(str(found))
+        return found
 
 
 def _module_tree(module_name: str) -> ast.Module:
@@ -293,22 +333,25 @@ def _module_tree(module_name: str) -> ast.Module:
         raise ValueError(f"cannot import {module_name!r}: {exc}") from None
 
 
-def _top_level_kind(tree: ast.Module, name: str) -> str | None:
-    """How a module binds `name` at top level: function, class, import, value, constant."""
-    found: str | None = None
+def _top_level_kinds(tree: ast.Module) -> dict[str, str]:
+    """How a module binds each name at top level: function, class, import, value, constant.
+
+    A name bound more than once takes the kind of its last binding in source order.
+    """
+    kinds: dict[str, str] = {}
     for node in _top_level(tree.body):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == name:
-            found = "function"
-        elif isinstance(node, ast.ClassDef) and node.name == name:
-            found = "class"
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            kinds[node.name] = "class" if isinstance(node, ast.ClassDef) else "function"
         elif isinstance(node, ast.Import | ast.ImportFrom):
-            if any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names):
-                found = "import"
+            for alias in node.names:
+                kinds[alias.asname or alias.name.split(".")[0]] = "import"
         elif isinstance(node, ast.Assign | ast.AnnAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if any(isinstance(t, ast.Name) and t.id == name for t in targets):
-                found = "constant" if isinstance(node.value, ast.Constant) else "value"
-    return found
+            kind = "constant" if isinstance(node.value, ast.Constant) else "value"
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    kinds[target.id] = kind
+    return kinds
 
 
 def _top_level(body: list[ast.stmt]) -> list[ast.stmt]:
@@ -387,12 +430,19 @@ def _local_datetime(value: Any) -> datetime:
     return value
 
 
-def _shortest_gap(trigger: Trigger, zone: ZoneInfo) -> int | None:
+def _shortest_gap(trigger: Trigger, timezone: str) -> int | None:
     """Seconds between the closest two upcoming runs (None for a one-off)."""
     if isinstance(trigger, IntervalTrigger):
         return int(trigger.every.total_seconds())
     if isinstance(trigger, OneOffTrigger):
         return None
-    times = fire_times(trigger, zone, CRON_GAP_FROM, CRON_GAP_SAMPLES)
+    return _cron_gap(trigger, timezone)
+
+
+@lru_cache(maxsize=4096)
+def _cron_gap(trigger: CronTrigger, timezone: str) -> int | None:
+    """The shortest gap of a cron trigger in a zone: a few expressions recur across a large file
+    and the sample costs ~1 ms each (issue 11), so each (expression, zone) is sampled once."""
+    times = fire_times(trigger, ZoneInfo(timezone), CRON_GAP_FROM, CRON_GAP_SAMPLES)
     gaps = [int((b - a).total_seconds()) for a, b in zip(times, times[1:], strict=False)]
     return min(gaps) if gaps else None

@@ -11,11 +11,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger, Trigger, next_fire
+
+# Runs of one schedule kept in Redis (jobs, results, records, attempts) unless it says otherwise.
+DEFAULT_KEEP_RUNS = 100
 
 
 class ScheduleError(ValueError):
@@ -46,6 +50,7 @@ class ScheduleSpec:
     description: str = ""
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    keep_runs: int = DEFAULT_KEEP_RUNS
 
     @property
     def zone(self) -> ZoneInfo:
@@ -88,11 +93,13 @@ class ScheduleSpec:
             "description": self.description,
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
+            "keep_runs": self.keep_runs,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScheduleSpec:
-        """Inverse of `to_dict` (data written by a sync, trusted)."""
+        """Inverse of `to_dict` (data written by a sync, trusted); a field an older sync did not
+        write (keep_runs) takes its default."""
         raw = data["trigger"]
         trigger: Trigger
         if "cron" in raw:
@@ -111,6 +118,11 @@ class ScheduleSpec:
 
     def definition_hash(self) -> str:
         """A stable digest of the whole definition: equal hash means nothing to re-register."""
+        return self._definition_hash
+
+    @cached_property
+    def _definition_hash(self) -> str:
+        # Computed once per spec: a sync asks three times per template (issue 11).
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from itertools import islice
 from typing import TypeAlias
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter
+from croniter import CroniterBadDateError, CroniterError, croniter
 
 _DAY = timedelta(days=1)
 _SECOND = timedelta(seconds=1)
@@ -24,6 +29,9 @@ _FIELDS = (
     ("day-of-week", "0-7 or sun-sat"),
 )
 _SECOND_FIELD = ("second", "0-59")
+# Distinct cron expressions kept parsed: a schedule file repeats a few expressions many times
+# and the scheduler re-reads every definition; parsing one costs ~0.1 ms in croniter (issue 11).
+_CRON_CACHE = 4096
 
 
 class TriggerError(ValueError):
@@ -116,7 +124,7 @@ def next_fire(trigger: Trigger, zone: ZoneInfo, after: datetime) -> datetime | N
     # everything below works on UTC to stay in elapsed time.
     after = after.astimezone(UTC)
     if isinstance(trigger, CronTrigger):
-        return _next_cron(trigger, zone, after)
+        return next(_cron_fires(trigger, zone, after), None)
     if isinstance(trigger, IntervalTrigger):
         anchor = trigger.anchor.astimezone(UTC)
         if after < anchor:
@@ -135,6 +143,11 @@ def fire_times(trigger: Trigger, zone: ZoneInfo, after: datetime, count: int) ->
     """The next `count` fire instants after `after`, UTC, strictly increasing."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
+    if isinstance(trigger, CronTrigger):
+        # One walk over the wall times rather than `count` walks from each fire (issue 11).
+        if after.utcoffset() is None:
+            raise ValueError(f"after must be timezone-aware, got naive {after.isoformat()}")
+        return list(islice(_cron_fires(trigger, zone, after.astimezone(UTC)), count))
     times: list[datetime] = []
     fire = next_fire(trigger, zone, after) if count else None
     while fire is not None:
@@ -173,6 +186,7 @@ def format_duration(duration: timedelta) -> str:
     return "".join(parts) or "0s"
 
 
+@lru_cache(maxsize=_CRON_CACHE)
 def _validate_cron(expression: str) -> None:
     """Raise TriggerError naming what is wrong with `expression`."""
     fields = expression.split()
@@ -180,7 +194,10 @@ def _validate_cron(expression: str) -> None:
         hint = " (aliases like @daily are not supported)" if expression.startswith("@") else ""
         raise TriggerError(f"expected 5 or 6 fields, got {len(fields)}{hint}")
     seconds = len(fields) == 6
-    if croniter.is_valid(expression, second_at_beginning=seconds):
+    if _expansion(expression) is not None:
+        plain = _plain_fields(expression)
+        if plain is not None and plain.days is None and plain.months is None:
+            return  # plain values without a day-of-month or a month: some day of every week fires
         try:
             start = datetime(2000, 1, 1, tzinfo=UTC)
             croniter(expression, start, second_at_beginning=seconds).get_next()
@@ -199,29 +216,135 @@ def _validate_cron(expression: str) -> None:
     raise TriggerError("; ".join(problems) or f"'{expression}' is not a valid cron expression")
 
 
-def _next_cron(trigger: CronTrigger, zone: ZoneInfo, after: datetime) -> datetime | None:
-    """First fire of a cron trigger after `after` (UTC), following the DST rules."""
+@lru_cache(maxsize=_CRON_CACHE)
+def _expansion(expression: str) -> tuple[tuple[int | str, ...], ...] | None:
+    """croniter's expanded fields of a 5- or 6-field expression; None when it is not valid.
+
+    The same test as croniter.is_valid (expand raising CroniterError), done once per expression.
+    """
+    try:
+        expanded, nth_weekday = croniter.expand(expression, second_at_beginning=len(expression.split()) == 6)
+    except CroniterError:
+        return None
+    fields: list[tuple[int | str, ...]] = [tuple(values) for values in expanded]
+    if nth_weekday:  # "1#2": the second Monday; kept apart from the fields by croniter
+        fields[4] = ("#",)
+    return tuple(fields)
+
+
+@dataclass(frozen=True)
+class _Fields:
+    """A cron expression as plain values, walked without croniter; None means any."""
+
+    hours: tuple[int, ...]
+    minutes: tuple[int, ...]
+    seconds: tuple[int, ...]
+    days: frozenset[int] | None
+    months: frozenset[int] | None
+    weekdays: frozenset[int] | None  # 0 = Sunday, as croniter numbers them
+
+    def matches(self, day: datetime) -> bool:
+        """Whether the expression fires on `day`: croniter's rule, where a day-of-month and a
+        day-of-week both given match either (cron's OR), and otherwise both must match."""
+        if self.months is not None and day.month not in self.months:
+            return False
+        on_day = self.days is None or day.day in self.days
+        on_weekday = self.weekdays is None or day.isoweekday() % 7 in self.weekdays
+        if self.days is not None and self.weekdays is not None:
+            return on_day or on_weekday
+        return on_day and on_weekday
+
+
+@lru_cache(maxsize=_CRON_CACHE)
+def _plain_fields(expression: str) -> _Fields | None:
+    """The expression's values when every field is a plain set of numbers; None when it uses
+    L, W or # (croniter walks those)."""
+    expanded = _expansion(expression)
+    fields = expression.split()
+    if expanded is None or "w" in fields[-3].lower():  # "15W": nearest weekday, not in `expanded`
+        return None
+    # croniter orders the fields minute, hour, day-of-month, month, day-of-week[, second].
+    minutes, hours, days, months, weekdays, *rest = expanded
+    seconds = rest[0] if rest else (0,)
+    if not all(value == "*" or isinstance(value, int) for field in expanded for value in field):
+        return None
+
+    def values(field: tuple[int | str, ...], size: int) -> tuple[int, ...]:
+        return tuple(range(size)) if field == ("*",) else tuple(sorted({int(value) for value in field}))
+
+    def restriction(field: tuple[int | str, ...]) -> frozenset[int] | None:
+        return None if field == ("*",) else frozenset(int(value) for value in field)
+
+    return _Fields(
+        hours=values(hours, 24),
+        minutes=values(minutes, 60),
+        seconds=values(seconds, 60),
+        days=restriction(days),
+        months=restriction(months),
+        weekdays=restriction(weekdays),
+    )
+
+
+def _walls(trigger: CronTrigger, start: datetime) -> Iterator[datetime]:
+    """The expression's naive wall times strictly after naive `start`, in order: croniter's
+    sequence, computed without croniter (~50x faster) unless the expression uses L, W or #."""
+    fields = _plain_fields(trigger.expression)
+    if fields is not None:
+        yield from _plain_walls(fields, start)
+        return
+    walls = croniter(trigger.expression, start, second_at_beginning=trigger.has_seconds)
+    while True:
+        try:
+            yield walls.get_next(datetime)
+        except CroniterBadDateError:  # no match within croniter's 50-year horizon
+            return
+
+
+def _plain_walls(fields: _Fields, start: datetime) -> Iterator[datetime]:
+    """Each matching day's hours x minutes x seconds, in order, strictly after naive `start`."""
+    hours, minutes, seconds = fields.hours, fields.minutes, fields.seconds
+    every_day = fields.days is None and fields.months is None and fields.weekdays is None
+    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    first = (start.hour, start.minute, start.second)
+    while True:
+        if every_day or fields.matches(day):
+            for hour in hours[bisect_left(hours, first[0]) :]:
+                in_first_hour = hour == first[0]
+                for minute in minutes[bisect_left(minutes, first[1]) :] if in_first_hour else minutes:
+                    if in_first_hour and minute == first[1]:
+                        tail = seconds[bisect_right(seconds, first[2]) :]
+                    else:
+                        tail = seconds
+                    for second in tail:
+                        yield day + timedelta(hours=hour, minutes=minute, seconds=second)
+        first = (-1, -1, -1)
+        day += _DAY
+
+
+def _cron_fires(trigger: CronTrigger, zone: ZoneInfo, after: datetime) -> Iterator[datetime]:
+    """The fires of a cron trigger strictly after `after` (UTC), in order, following the DST rules."""
     # A fall-back may map a wall time earlier than after's own to an instant later than it
     # (01:30 EST comes after 01:45 EDT): start from the wall clock of the smaller offset.
     shift = min(_offset(after, zone), _offset(after + _DAY, zone))
     start = (after + shift).replace(tzinfo=None, microsecond=0) - _SECOND
-    walls = croniter(trigger.expression, start, second_at_beginning=trigger.has_seconds)
     both_folds = trigger.fires_each_repeated_hour
-    best: datetime | None = None
-    while True:
-        try:
-            wall: datetime = walls.get_next(datetime)
-        except CroniterBadDateError:  # no match within croniter's 50-year horizon
-            return best
+    pending: list[datetime] = []  # heap of the candidates after the last fire given
+    last = after
+    for wall in _walls(trigger, start):
         # Folds make wall -> instant non-monotonic, but never by more than the largest
-        # offset just before `best`: past that wall no candidate can beat it.
-        if best is not None:
+        # offset just before the earliest candidate: past that wall no later one can beat it.
+        while pending:
+            best = pending[0]
             largest = max(_offset(best - _DAY, zone), _offset(best, zone))
-            if wall - largest > best.replace(tzinfo=None):
-                return best
+            if wall - largest <= best.replace(tzinfo=None):
+                break
+            last = heapq.heappop(pending)
+            yield last
         for instant in _wall_instants(wall, zone, both_folds):
-            if instant > after and (best is None or instant < best):
-                best = instant
+            if instant > last and instant not in pending:
+                heapq.heappush(pending, instant)
+    while pending:  # no later wall within croniter's 50-year horizon
+        yield heapq.heappop(pending)
 
 
 def _wall_instants(wall: datetime, zone: ZoneInfo, both_folds: bool) -> tuple[datetime, ...]:

@@ -4,6 +4,8 @@ Cronwork owns only the templates whose id starts with its prefix; every other sc
 job (an app's one-off `enqueue_at`) is left alone. Each template's definition hash is kept
 in one Redis hash (cronwork.store), so a no-op re-sync is a single pipelined read and zero
 writes. A one-off whose `at` has passed is `expired`: never registered, its leftovers removed.
+An updated template whose trigger and zone did not change keeps its place in the set (a tick
+already due stays due), so an upgrade that only changes definition hashes loses no tick.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from redis import Redis
 from redis.client import Pipeline
@@ -35,11 +38,14 @@ class SyncPlan:
     """What a sync adds, updates, removes and leaves untouched (schedule names, sorted).
 
     `expired` maps each enabled one-off whose `at` has passed to a note saying whether the
-    scheduler ran it; any template it left is in `removed`.
+    scheduler ran it; any template it left is in `removed`. `retimed` lists the updated
+    schedules whose next fire is computed again (trigger or zone changed, or not in the set);
+    every other updated one keeps its score.
     """
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
+    retimed: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     expired: dict[str, str] = field(default_factory=dict)
@@ -71,6 +77,7 @@ class _Registered:
     """What Redis holds for Cronwork's templates."""
 
     hashes: dict[str, str]  # name → definition hash
+    timings: dict[str, tuple[Any, Any]]  # name → (trigger, timezone) as registered
     in_set: set[str]  # names in rq-scheduler's set with their job hash present
     not_json: set[str]  # names whose job hash is not Cronwork's JSON format (an older pickle)
     fired: dict[str, int]  # one-offs the scheduler handled: name → tick epoch
@@ -84,7 +91,9 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> _Registered:
         for name in names:
             pipe.hmget(keys.template_key(name), "data", "meta")
         definitions_raw, scheduled_ids, fired_raw, *jobs = pipe.execute()
-    hashes = {name: d.hash for name, d in store.decode_definitions(definitions_raw).items()}
+    definitions = store.decode_definitions(definitions_raw)
+    hashes = {name: d.hash for name, d in definitions.items()}
+    timings = {name: (d.spec.get("trigger"), d.spec.get("timezone")) for name, d in definitions.items()}
     in_set = set()
     for raw in scheduled_ids:
         scheduled = keys.name_from_template_id(raw.decode())
@@ -98,7 +107,7 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> _Registered:
         if data is not None and not _is_json_job(data, meta)
     }
     fired = {name.decode(): int(tick) for name, tick in fired_raw.items()}
-    return _Registered(hashes, in_set, not_json, fired)
+    return _Registered(hashes, timings, in_set, not_json, fired)
 
 
 def _is_json_job(data: bytes, meta: bytes | None) -> bool:
@@ -128,16 +137,24 @@ def compute_plan(connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Key
     found = _registered(connection, keys, sorted(declared))
     plan = SyncPlan()
     for name in sorted(declared):
-        current = found.hashes.get(name) == declared[name].definition_hash()
+        spec = declared[name]
+        current = found.hashes.get(name) == spec.definition_hash()
         if name in found.in_set and current and name not in found.not_json:
             plan.unchanged.append(name)
         elif name in found.in_set or name in found.hashes:
             plan.updated.append(name)
+            if name not in found.in_set or found.timings.get(name) != _timing(spec):
+                plan.retimed.append(name)
         else:
             plan.added.append(name)
     plan.removed = sorted((set(found.hashes) | found.in_set) - set(declared))
     plan.expired = {name: _expired_note(enabled[name], found.fired.get(name)) for name in sorted(expired)}
     return plan
+
+
+def _timing(spec: ScheduleSpec) -> tuple[Any, Any]:
+    """What decides a schedule's ticks, in its registered (JSON) form."""
+    return spec.to_dict()["trigger"], spec.timezone
 
 
 def _expired_note(spec: ScheduleSpec, fired_at: int | None) -> str:
@@ -167,29 +184,26 @@ def apply_plan(
         if not plan.has_changes:
             return plan
         scheduler = Scheduler(connection=connection, job_class=JSONJob)
+        keep_place = set(plan.updated) - set(plan.retimed)
         with connection.pipeline(transaction=True) as pipe:
             for name in plan.added + plan.updated:
-                _write_template(pipe, scheduler, keys, specs[name], now)
+                _write_template(pipe, scheduler, keys, specs[name], now, name in keep_place)
             for name in plan.removed:
                 store.unregister(pipe, keys, name)
             pipe.execute()
-        for name in plan.added + plan.updated + plan.removed:
-            log.info("sync schedule=%s action=%s", name, _action(plan, name))
+        for action, names in (("added", plan.added), ("updated", plan.updated), ("removed", plan.removed)):
+            for name in names:
+                log.info("sync schedule=%s action=%s", name, action)
         return plan
     finally:
         lock.release()
 
 
-def _action(plan: SyncPlan, name: str) -> str:
-    if name in plan.added:
-        return "added"
-    return "updated" if name in plan.updated else "removed"
-
-
 def _write_template(
-    pipe: Pipeline, scheduler: Scheduler, keys: Keys, spec: ScheduleSpec, now: datetime
+    pipe: Pipeline, scheduler: Scheduler, keys: Keys, spec: ScheduleSpec, now: datetime, keep_place: bool
 ) -> None:
-    """Queue the writes of one template: job hash, score = next fire, definition."""
+    """Queue the writes of one template: job hash, score = next fire (unless it keeps its
+    place), definition."""
     next_time = spec.next_fire(now)
     if next_time is None:  # never for a declared spec (expired ones are not declared)
         store.unregister(pipe, keys, spec.name)
@@ -212,5 +226,6 @@ def _write_template(
         meta={"cronwork_schedule": spec.name, "definition_hash": spec.definition_hash()},
     )
     job.save(pipeline=pipe)
-    pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.astimezone(UTC).timestamp()})
+    if not keep_place:
+        pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.astimezone(UTC).timestamp()})
     store.write_definition(pipe, keys, spec)

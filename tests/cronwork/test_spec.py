@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -129,6 +130,30 @@ BROKEN = {
     ),
     "no_schedules": ('[defaults]\nqueue = "x"', "schedules: expected at least one"),
     "not_toml": ("[schedules.a\nfunc=", "not valid TOML"),
+    "keep_runs_zero": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkeep_runs = 0',
+        "schedule.toml: schedules.a.keep_runs: expected a whole number from 1 to 10000, got 0",
+    ),
+    "keep_runs_too_many": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkeep_runs = 10001',
+        "schedules.a.keep_runs: expected a whole number from 1 to 10000, got 10001",
+    ),
+    "keep_runs_not_a_number": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkeep_runs = "50"',
+        "schedules.a.keep_runs: expected a whole number from 1 to 10000, got '50'",
+    ),
+    "keep_runs_bool": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkeep_runs = true',
+        "schedules.a.keep_runs: expected a whole number from 1 to 10000, got True",
+    ),
+    "keep_runs_float": (
+        '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nkeep_runs = 10.0',
+        "schedules.a.keep_runs: expected a whole number from 1 to 10000, got 10.0",
+    ),
+    "keep_runs_bad_default": (
+        '[defaults]\nkeep_runs = -1\n[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"',
+        "schedules.a.keep_runs: expected a whole number from 1 to 10000, got -1",
+    ),
     "bad_backoff": (
         '[schedules.a]\nfunc = "jobs.system.health_check"\ncron = "0 * * * *"\nretry_backoff = ["1m", "soon"]',
         "schedules.a.retry_backoff:",
@@ -235,3 +260,46 @@ def test_accepts_keyword_reads_the_signature_from_source() -> None:
     assert accepts_keyword("jobs.tasks.update_time_progress", "scheduled_for") is True
     assert accepts_keyword("jobs.stages.update_stage_status", "scheduled_for") is False
     assert accepts_keyword("jobs.nothing.here", "scheduled_for") is None
+
+
+KEEP_RUNS = """
+[defaults]
+keep_runs = 20
+
+[schedules.inherits]
+func = "jobs.system.health_check"
+cron = "0 * * * *"
+
+[schedules.own]
+func = "jobs.system.health_check"
+cron = "0 * * * *"
+keep_runs = 10000
+
+[schedules.least]
+func = "jobs.system.health_check"
+cron = "0 * * * *"
+keep_runs = 1
+"""
+
+
+def test_keep_runs_defaults_to_100_and_is_inherited_from_defaults(tmp_path: Path) -> None:
+    assert load_schedule(write(tmp_path, GOOD)).specs["daily_env_stats"].keep_runs == 100
+    specs = load_schedule(write(tmp_path, KEEP_RUNS)).specs
+    kept = {name: spec.keep_runs for name, spec in specs.items()}
+    assert kept == {"inherits": 20, "own": 10000, "least": 1}
+    assert ScheduleSpec.from_dict(specs["own"].to_dict()) == specs["own"]
+
+
+def test_keep_runs_is_part_of_the_definition(tmp_path: Path) -> None:
+    schedule = load_schedule(write(tmp_path, KEEP_RUNS))
+    inherits, own = schedule.specs["inherits"], schedule.specs["own"]
+    assert inherits.to_dict()["keep_runs"] == 20
+    assert replace(own, name="inherits").definition_hash() != inherits.definition_hash()
+    assert replace(own, name="inherits", keep_runs=20).definition_hash() == inherits.definition_hash()
+
+
+def test_a_definition_written_before_keep_runs_reads_with_the_default(tmp_path: Path) -> None:
+    spec = load_schedule(write(tmp_path, GOOD)).specs["daily_env_stats"]
+    old = {key: value for key, value in spec.to_dict().items() if key != "keep_runs"}
+    again = ScheduleSpec.from_dict(old)
+    assert again.keep_runs == 100 and again == spec
