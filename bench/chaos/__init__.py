@@ -4,7 +4,8 @@
     python -m bench chaos                  (CHAOS_SECONDS, default 300)
 
 Loopback only: its own redis-server (AOF) on a free 127.0.0.1 port, a SQLite file made by
-`flask db upgrade`, 2 schedulers and 3 workers, all in a temporary folder removed at the end
+`flask db upgrade`, 2 schedulers (the second with its host clock 1.5 s fast through
+libfaketime when it is installed) and 3 workers, all in a temporary folder removed at the end
 (also on Ctrl-C or SIGTERM); after a violation, or with `--keep`, the folder (logs, AOF) is
 kept and its path printed.
 
@@ -49,7 +50,9 @@ Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (
 10. no planted payload ever ran (its marker file never appears), planted queue entries end
     refused as failed (never run), planted failed ones stay failed (never requeued), planted
     scheduled ones stay in rq-scheduler's set, parked (not due, not enqueued, not deleted);
-    no process exited over them (rule 8).
+    no process exited over them (rule 8);
+11. no run was pushed before its tick by Redis's clock (its record's `lag` is never
+    negative), whichever replica pushed it, the skewed one included.
 Any violation is printed with its evidence and the exit status is 1.
 """
 

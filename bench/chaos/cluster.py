@@ -13,12 +13,15 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from app.config import PROJECT_ROOT
+from bench import faketime
 from bench.chaos.inflight import Kill, runs_held_by
 from bench.chaos.processes import alive, descendants, reap_orphans, send_signal
 from bench.chaos.schedule import QUEUE
 from bench.harness import python
 
 SCHEDULERS = 2
+# This scheduler's host clock runs fast (rule 11): it must still never push a tick early.
+SKEWED_SLOT, SKEW = 2, "+1.5s"
 WORKERS = 3
 STOP_TIMEOUT = 15.0
 # A worker SIGKILLed alone must take its work horse and rq scheduler child with it (their
@@ -70,8 +73,11 @@ class Cluster:
     def spawn(self, role: str, slot: int) -> Member:
         generation = sum(1 for m in self.history if (m.role, m.slot) == (role, slot)) + 1
         label = f"{role}-{slot}.{generation}"
+        env = self.env
         if role == "scheduler":
             args = python("-m", "scheduler_boot")
+            if slot == SKEWED_SLOT and faketime.library() is not None:
+                env = {**env, **faketime.skewed_env(SKEW)}
         else:
             # A fresh name per incarnation: rq refuses to start a worker whose name is still
             # registered, and a SIGKILLed worker's registration lives worker_ttl + 60 s.
@@ -82,7 +88,7 @@ class Cluster:
             proc = subprocess.Popen(
                 args,
                 cwd=PROJECT_ROOT,
-                env=self.env,
+                env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,

@@ -7,7 +7,8 @@ import sys
 from collections import Counter
 from datetime import UTC, datetime
 
-from bench.chaos.cluster import SCHEDULERS, WORKERS, Cluster
+from bench import faketime
+from bench.chaos.cluster import SCHEDULERS, SKEW, SKEWED_SLOT, WORKERS, Cluster
 from bench.chaos.evidence import Result
 from bench.chaos.inflight import Kill
 from bench.chaos.phases import Options
@@ -26,6 +27,8 @@ def print_report(
         f" window {datetime.fromtimestamp(timeline.chaos_start, UTC):%H:%M:%S}"
         f"–{datetime.fromtimestamp(timeline.chaos_end, UTC):%H:%M:%S} UTC"
     )
+    skew = f"scheduler {SKEWED_SLOT} ran with its clock {SKEW} (libfaketime)"
+    print(skew if faketime.library() else "no skewed scheduler: libfaketime is not installed")
     print(f"{'schedule':<12}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     totals: Counter[str] = Counter()
     for name, states in result.states.items():

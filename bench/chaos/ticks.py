@@ -65,6 +65,12 @@ class TickAuditor:
             self.result.states[name][state if state in STATES else "other"] += 1
             if isinstance(record.get("lag"), int | float):
                 self.result.lags.append(float(record["lag"]))
+                if record["lag"] < 0:
+                    self.violation(
+                        f"{name} tick {tick}: pushed {-record['lag']:.3f}s before its tick by Redis's clock "
+                        f"by {record.get('scheduler')} (rule 11)",
+                        KEYS.run_id(name, tick),
+                    )
             self.tick(name, retries, tick, record, ran)
 
     def tick(
