@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import chaos, domain, memory, peers, scheduling, worker
+from bench import chaos, domain, memory, ops, peers, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "peers": peers.run,
@@ -14,6 +14,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "worker": worker.run,
     "domain": domain.run,
     "chaos": chaos.run,
+    "ops": ops.run,
     "memory": memory.run,
 }
 

@@ -2,6 +2,10 @@
 
 Nothing is counted in process memory: forked workers and several web processes need no
 shared state, and every scrape sees what the ledger, registries and heartbeats hold now.
+
+The per-run series look at the newest WINDOW runs of each schedule only (cronwork.summary:
+one command per schedule in one round trip), so a scrape costs the same whatever the
+ledger keeps; their help texts say so.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from flask import Flask, Response, current_app
@@ -23,23 +27,29 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from app.extensions import cronwork
 from app.ops import ops_blueprint
 from app.ops.display import parse_time, start_latency
+from app.services.schedules import ScheduleService
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
-from cronwork.ledger import LEDGER_CAP, Ledger
 from cronwork.runs import FINAL_FAILURES, RunState
+from cronwork.spec import ScheduleSpec
+from cronwork.summary import newest_runs
 
 log = logging.getLogger(__name__)
 
 FINISHED = frozenset({RunState.SUCCEEDED, *FINAL_FAILURES})
 EXTENSION = "cronwork_metrics"
+WINDOW = 5  # newest runs per schedule the per-run series look at
+# What those series read of each record.
+RUN_FIELDS = ("state", "trigger", "lag", "started_at", "attempt", "duration", "ended_at")
 _S = ("schedule",)
+_IN = f"among its newest {WINDOW} runs"
 SCHEDULE_SERIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "lag": ("schedule_lag_seconds", "Enqueue time minus tick of the newest scheduled run", _S),
-    "latency": ("schedule_start_latency_seconds", "Start minus tick of the newest first attempt", _S),
-    "duration": ("schedule_last_duration_seconds", "Duration of the newest finished run", _S),
-    "success": ("schedule_last_success_timestamp_seconds", "End of the newest successful run", _S),
-    "runs": ("schedule_runs", f"Ticks by state, last {LEDGER_CAP}", ("schedule", "state")),
-    "missed": ("schedule_missed_ticks", "Missed ticks in the ledger window", _S),
+    "lag": ("schedule_lag_seconds", f"Enqueue time minus tick of the newest scheduled run {_IN}", _S),
+    "latency": ("schedule_start_latency_seconds", f"Start minus tick of the newest first attempt {_IN}", _S),
+    "duration": ("schedule_last_duration_seconds", f"Duration of the newest finished run {_IN}", _S),
+    "success": ("schedule_last_success_timestamp_seconds", f"End of the newest successful run {_IN}", _S),
+    "runs": ("schedule_runs", f"Ticks by state {_IN}", ("schedule", "state")),
+    "missed": ("schedule_missed_ticks", f"Missed ticks {_IN}", _S),
     "streak": ("schedule_consecutive_failures", "Final failures in a row", _S),
     "paused": ("schedule_paused", "1 when paused by an operator", _S),
     "next": ("schedule_next_fire_timestamp_seconds", "Next scheduled tick", _S),
@@ -62,7 +72,13 @@ class CronworkCollector:
         """Every series; on a Redis error only cronwork_redis_up 0 (the scrape itself succeeds)."""
         up = _gauge("redis_up", "1 when Redis answered this scrape")
         try:
-            families = [*self._schedules(), *self._queues(), *self._processes()]
+            redis = self.connection()
+            registered = ScheduleService(redis, self.keys).registered()  # read once for both
+            families = [
+                *self._schedules(redis, registered),
+                *self._queues(redis, registered),
+                *self._processes(redis),
+            ]
         except RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
             up.add_metric([], 0)
@@ -72,24 +88,24 @@ class CronworkCollector:
         yield up
         yield from families
 
-    def _schedules(self) -> list[Metric]:
-        redis = self.connection()
+    def _schedules(self, redis: Redis, registered: Mapping[str, ScheduleSpec]) -> list[Metric]:
         paused = store.paused_names(redis, self.keys)
-        names = sorted(set(store.definitions(redis, self.keys)) | paused)
+        names = sorted(set(registered) | paused)
         f = {key: _gauge(name, doc, labels) for key, (name, doc, labels) in SCHEDULE_SERIES.items()}
-        ledger = Ledger(redis, self.keys)
-        with redis.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.get(self.keys.failure_streak(name))
-                pipe.zscore(RQ_SCHEDULER_SET, self.keys.template_id(name))
-            replies = pipe.execute()
-        for i, name in enumerate(names):
-            records = ledger.history(name, LEDGER_CAP)
-            self._schedule_series(f, name, records)
-            f["streak"].add_metric([name], float(replies[2 * i] or 0))
+        streaks: list[bytes | None] = []
+        scores: list[float | None] = []
+        if names:
+            with redis.pipeline(transaction=False) as pipe:
+                pipe.mget([self.keys.failure_streak(name) for name in names])
+                pipe.zmscore(RQ_SCHEDULER_SET, [self.keys.template_id(name) for name in names])
+                streaks, scores = pipe.execute()
+        runs = newest_runs(redis, self.keys, names, WINDOW, RUN_FIELDS)
+        for name, streak, score in zip(names, streaks, scores, strict=True):
+            self._schedule_series(f, name, runs[name])
+            f["streak"].add_metric([name], float(streak or 0))
             f["paused"].add_metric([name], 1.0 if name in paused else 0.0)
-            if replies[2 * i + 1] is not None:
-                f["next"].add_metric([name], float(replies[2 * i + 1]))
+            if score is not None:
+                f["next"].add_metric([name], float(score))
         return list(f.values())
 
     @staticmethod
@@ -118,13 +134,12 @@ class CronworkCollector:
             f["runs"].add_metric([name, state], float(counts[state]))
         f["missed"].add_metric([name], float(counts[RunState.MISSED]))
 
-    def _queues(self) -> list[Metric]:
-        redis = self.connection()
+    def _queues(self, redis: Redis, registered: Mapping[str, ScheduleSpec]) -> list[Metric]:
         length = _gauge("queue_length", "Jobs waiting in the queue", ("queue",))
         started = _gauge("queue_started_jobs", "Jobs running now (started registry)", ("queue",))
         failed = _gauge("queue_failed_jobs", "Jobs in the failed registry", ("queue",))
         names = {q.name for q in Queue.all(connection=redis)}
-        names |= store.registered_queues(redis, self.keys)
+        names |= {spec.queue for spec in registered.values()}
         for name in sorted(names):
             queue = Queue(name, connection=redis)
             length.add_metric([name], float(queue.count))
@@ -132,8 +147,7 @@ class CronworkCollector:
             failed.add_metric([name], float(FailedJobRegistry(queue=queue).get_job_count(cleanup=False)))
         return [length, started, failed]
 
-    def _processes(self) -> list[Metric]:
-        redis = self.connection()
+    def _processes(self, redis: Redis) -> list[Metric]:
         now = self.clock()
         families: list[Metric] = []
         beat_age = store.scheduler_heartbeat_age(redis, self.keys, now)

@@ -12,18 +12,21 @@ from flask.typing import ResponseReturnValue
 from app.extensions import cronwork
 from app.ops import pages_blueprint
 from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
-from app.ops.display import local_time, relative, short_duration, start_latency, trigger_words
+from app.ops.display import (
+    local_time,
+    mark_class,
+    marks,
+    relative,
+    short_duration,
+    start_latency,
+    trigger_words,
+)
 from app.services.failed import RequeueError, list_failed, requeue
-from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
-from cronwork.runs import RunState
+from app.services.schedules import FILTERS, PAGE_SIZE, ScheduleActionError, ScheduleService, UnknownSchedule
 
 log = logging.getLogger(__name__)
 
 DETAIL_HISTORY = 100
-MARK_CLASSES: dict[str, str] = {
-    RunState.SKIPPED_OVERLAP: "skipped",
-    RunState.TIMED_OUT: "timedout",
-}
 
 
 @pages_blueprint.context_processor
@@ -35,16 +38,22 @@ def _helpers() -> dict[str, Any]:
         "short_duration": short_duration,
         "start_latency": start_latency,
         "trigger_words": trigger_words,
-        "mark_class": lambda state: MARK_CLASSES.get(str(state), str(state)),
+        "mark_class": mark_class,
+        "marks": marks,
         "now": datetime.now(UTC),
     }
 
 
 @pages_blueprint.get("/")
 def index() -> ResponseReturnValue:
-    """Every schedule with its next fire times and last runs as coloured marks."""
-    views = ScheduleService.for_app().overview()
-    return render_template("ops/schedules.html", views=views)
+    """The schedules, a page at a time, with their next fire times and last runs as coloured marks;
+    `q` filters by name, `status` by status (or "failing")."""
+    number = request.args.get("page", 1, type=int) or 1
+    query = request.args.get("q", "")[:100]
+    status = request.args.get("status", "")
+    status = status if status in FILTERS else ""
+    page = ScheduleService.for_app().page(number, PAGE_SIZE, query=query, status=status)
+    return render_template("ops/schedules.html", page=page, query=query, status_filter=status)
 
 
 @pages_blueprint.get("/schedules/<name>")

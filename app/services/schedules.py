@@ -8,11 +8,12 @@ lists the disabled schedules that a sync never registers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app
 from redis import Redis
@@ -26,6 +27,7 @@ from cronwork.runjob import build_run_job
 from cronwork.runs import RunWriter, Trigger
 from cronwork.serializer import json_queue
 from cronwork.spec import ScheduleError, ScheduleSpec
+from cronwork.summary import newest_runs
 from cronwork.timing import fire_times
 
 log = logging.getLogger(__name__)
@@ -34,9 +36,28 @@ MAX_REASON = 500  # characters of a pause reason
 NEXT_FIRES = 5
 RECENT_RUNS = 30
 MAX_HISTORY = 500
+PAGE_SIZE = 100  # schedules per page of the list
+STATUSES = ("active", "paused", "disabled", "unsynced")  # ScheduleView.status
+FILTERS = frozenset({*STATUSES, "failing"})  # what the list filters on: a status, or a failure streak
+# The fields of a record the list shows: its marks (state, trigger, duration, error) and the
+# last run (its times and job). Only these are read, from the newest RECENT_RUNS records.
+LIST_FIELDS = (
+    "state",
+    "trigger",
+    "duration",
+    "error_type",
+    "error",
+    "enqueued_at",
+    "started_at",
+    "ended_at",
+    "job_id",
+)
 # Parsed specs per version of the file: safe to share because parsing is pure (the same file
 # gives the same specs whatever the clock or Redis), so every process shows the same list.
 _declared_cache: dict[tuple[str, int], dict[str, ScheduleSpec]] = {}
+# Registered specs by their stored definition (what a sync wrote), parsed once: parsing is
+# pure, and decoding and parsing 1,000 of them cost ~25 ms on every request.
+_registered_cache: dict[bytes, ScheduleSpec] = {}
 
 
 class ScheduleActionError(Exception):
@@ -76,10 +97,20 @@ class ScheduleView:
     paused: dict[str, str] | None
     consecutive_failures: int
     recent: list[dict[str, Any]] = field(default_factory=list)
+    next_tick: float | None = None  # the template's score: its real next tick (None: unregistered)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def status(self) -> str:
+        """What the list filters on: paused, disabled, unsynced or active."""
+        if self.paused is not None:
+            return "paused"
+        if not self.enabled:
+            return "disabled"
+        return "active" if self.registered else "unsynced"
 
     @property
     def last_run(self) -> dict[str, Any] | None:
@@ -97,6 +128,18 @@ class ScheduleView:
             "job_id": record.get("job_id"),
             "trigger": record.get("trigger", "schedule"),
         }
+
+
+@dataclass
+class SchedulePage:
+    """One page of the list: its schedules and what the whole list holds."""
+
+    views: list[ScheduleView]
+    number: int
+    pages: int
+    matching: int  # schedules that pass the filter, on every page
+    total: int  # every declared or registered schedule
+    counts: dict[str, int]  # over every schedule: by status, and "failing" (a failure streak)
 
 
 class ScheduleService:
@@ -129,7 +172,19 @@ class ScheduleService:
 
     def registered(self) -> dict[str, ScheduleSpec]:
         """Specs written by the last sync."""
-        return store.registered_specs(self.connection, self.keys)
+        # Read raw; each stored value is decoded (by cronwork.store) and parsed once.
+        raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.definitions))
+        specs = {}
+        for name, value in raw.items():
+            spec = _registered_cache.get(value)
+            if spec is None:
+                spec = _registered_cache[value] = store.Definition.decode(value).to_spec()
+            specs[name.decode()] = spec
+        if len(_registered_cache) > 2 * len(specs) + 100:  # replaced definitions pile up: drop them
+            current = {value: _registered_cache[value] for value in raw.values()}
+            _registered_cache.clear()
+            _registered_cache.update(current)
+        return specs
 
     def declared(self) -> dict[str, ScheduleSpec]:
         """Specs of the schedule file (empty when it is missing or invalid: logged)."""
@@ -153,37 +208,83 @@ class ScheduleService:
         """Paused schedules: name → {reason, since}."""
         return {name: pause.as_dict() for name, pause in store.pauses(self.connection, self.keys).items()}
 
-    def overview(self, recent: int = RECENT_RUNS) -> list[ScheduleView]:
-        """Every declared or registered schedule, by name."""
+    def overview(self, recent: int = RECENT_RUNS, fields: Iterable[str] = LIST_FIELDS) -> list[ScheduleView]:
+        """Every declared or registered schedule, by name, with `fields` of its newest `recent` runs."""
+        views = self._views()
+        self._complete(views, recent, fields)
+        return views
+
+    def page(
+        self,
+        number: int = 1,
+        size: int = PAGE_SIZE,
+        query: str = "",
+        status: str = "",
+        recent: int = RECENT_RUNS,
+    ) -> SchedulePage:
+        """Page `number` of the schedules whose name contains `query` and whose status (or
+        "failing") is `status`; only that page's runs and next fires are read."""
+        views = self._views()
+        counts = dict.fromkeys(sorted(FILTERS), 0)
+        for view in views:
+            counts[view.status] += 1
+            counts["failing"] += view.consecutive_failures > 0
+        needle = query.strip().lower()
+        matching = [
+            v
+            for v in views
+            if needle in v.name.lower()
+            and (not status or v.status == status or (status == "failing" and v.consecutive_failures > 0))
+        ]
+        pages = max(math.ceil(len(matching) / size), 1)
+        number = min(max(number, 1), pages)
+        shown = matching[(number - 1) * size : number * size]
+        self._complete(shown, recent, LIST_FIELDS)
+        return SchedulePage(shown, number, pages, len(matching), len(views), counts)
+
+    def _views(self) -> list[ScheduleView]:
+        """Every declared or registered schedule, by name, without next fires or runs (one round
+        trip for all of them besides the definitions and pauses)."""
         registered, declared, paused = self.registered(), self.declared(), self.paused()
         names = sorted(set(registered) | set(declared))
-        with self.connection.pipeline(transaction=False) as pipe:
-            for name in names:
-                pipe.zscore(RQ_SCHEDULER_SET, self.keys.template_id(name))
-                pipe.get(self.keys.failure_streak(name))
-            replies = pipe.execute()
+        scores, streaks = self._scores_and_streaks(names)
         views = []
-        for i, name in enumerate(names):
-            spec = registered.get(name) or declared[name]
-            score, streak = replies[2 * i], replies[2 * i + 1]
-            enabled = declared[name].enabled if name in declared else True
+        for name, score, streak in zip(names, scores, streaks, strict=True):
             views.append(
                 ScheduleView(
-                    spec=spec,
-                    enabled=enabled,
+                    spec=registered.get(name) or declared[name],
+                    enabled=declared[name].enabled if name in declared else True,
                     registered=name in registered,
-                    next_fire_times=self._next_fires(spec, score, enabled, NEXT_FIRES),
+                    next_fire_times=[],
                     paused=paused.get(name),
                     consecutive_failures=int(streak or 0),
-                    recent=self.ledger.history(name, recent) if recent else [],
+                    next_tick=score,
                 )
             )
         return views
 
+    def _scores_and_streaks(self, names: list[str]) -> tuple[list[float | None], list[bytes | None]]:
+        """The templates' next ticks and the failure streaks of `names`: two commands, one round trip."""
+        if not names:
+            return [], []
+        with self.connection.pipeline(transaction=False) as pipe:
+            pipe.zmscore(RQ_SCHEDULER_SET, [self.keys.template_id(name) for name in names])
+            pipe.mget([self.keys.failure_streak(name) for name in names])
+            scores, streaks = pipe.execute()
+        return scores, streaks
+
+    def _complete(self, views: Sequence[ScheduleView], recent: int, fields: Iterable[str]) -> None:
+        """Fill in the next fires and the newest `recent` runs of `views` (one round trip)."""
+        runs = newest_runs(self.connection, self.keys, [v.name for v in views], recent, fields)
+        for view in views:
+            view.next_fire_times = self._next_fires(view.spec, view.next_tick, view.enabled, NEXT_FIRES)
+            view.recent = runs[view.name]
+
     def get(self, name: str, recent: int = RECENT_RUNS) -> ScheduleView:
         """One schedule; UnknownSchedule if neither declared nor registered."""
-        for view in self.overview(recent=0):
+        for view in self._views():
             if view.name == name:
+                self._complete([view], 0, ())
                 view.recent = self.ledger.history(name, recent) if recent else []
                 return view
         raise UnknownSchedule(f"unknown schedule {name!r}")
@@ -254,9 +355,12 @@ class ScheduleService:
         now = self.clock()
         tick = now.replace(microsecond=0)
         epoch = int(tick.timestamp())
-        # The same once-only claim as the scheduler's: two presses in one second, or a press at
-        # the very second of a scheduled tick, make one run, never two records on one tick.
-        if not self.connection.set(self.keys.claim(name, epoch), "manual", nx=True, ex=CLAIM_TTL):
+        # Two presses in one second, or a press at the very second of a scheduled tick, make
+        # one run, never two records on one tick: the claim stops a second press and the
+        # scheduler's dispatch (which skips a claimed tick); a record there means the
+        # scheduler handled that second first.
+        claimed = self.connection.set(self.keys.claim(name, epoch), "manual", nx=True, ex=CLAIM_TTL)
+        if not claimed or self.connection.exists(self.keys.run_record(name, epoch)):
             raise NotRunnable(f"a run of {name!r} for {tick.isoformat()} exists already; retry in a second")
         job_id = self.keys.run_id(name, epoch)
         job = build_run_job(self.connection, spec, tick, job_id, Trigger.MANUAL)
