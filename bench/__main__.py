@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from bench import chaos, domain, memory, ops, peers, scheduling, worker
+from bench import chaos, domain, memory, ops, peers, scale, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "peers": peers.run,
+    "scale": scale.run,
     "burst": scheduling.burst,
     "reconcile": scheduling.reconcile,
     "worker": worker.run,
