@@ -219,7 +219,10 @@ def test_scheduler_records_ticks_of_a_schedule_paused_through_the_api(
     client: FlaskClient, redis: Redis
 ) -> None:
     post(client, "/api/schedules/hc/pause", {"reason": "maintenance"})
-    due = redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("hc"))
+    # A tick that Redis's clock has reached (the scheduler never handles one ahead of it).
+    seconds, _ = redis.time()
+    due = float(seconds - 1)
+    redis.zadd(RQ_SCHEDULER_SET, {KEYS.template_id("hc"): due}, xx=True)
     scheduler = CronworkScheduler(redis, KEYS, clock=lambda: due + 0.5)
     assert scheduler.enqueue_jobs() == []
     assert Ledger(redis, KEYS).history("hc", 1)[0]["state"] == "paused"
