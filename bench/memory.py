@@ -67,7 +67,7 @@ def run() -> None:
         first = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=runs + 60)
         specs = parse_schedule(tomllib.loads(SCHEDULE), Path("schedule.toml")).specs
         apply_plan(conn, specs, keys, first - timedelta(seconds=1))
-        keep = getattr(specs[NAME], 'keep_runs', 100)
+        keep = specs[NAME].keep_runs
         clock = SteppedClock(first.timestamp())
         scheduler = CronworkScheduler(conn, keys, clock=clock)
         ledger = Ledger(conn, keys)

@@ -44,7 +44,7 @@ BATCH = 200  # templates per script call: each call holds Redis for ~1-2 ms at m
 
 _PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunState.PAUSED)
 
-# KEYS: rq-scheduler's set, last_tick hash, rq's set of queues, fired one-offs hash
+# KEYS: rq-scheduler's set, last_tick hash, rq's set of queues, fired one-offs hash, run stats
 # ARGV: job key prefix, result key prefix, ledger ttl, prunable states (comma separated), the
 #   dispatching replica's name, the batch (msgpack: one binary-safe argument instead of ~50 per
 #   occurrence, which redis-py would encode one by one): a list of templates, each
@@ -113,9 +113,11 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
       redis.call('EXPIRE', rec, ttl)
       redis.call('ZADD', index, tick, tick)
     end
+    local stat = name .. ':'
     for _, tick in ipairs(tpl[13]) do
       if fresh(tick) then
         put(tick, 'state', 'missed', 'missed_at', iso)
+        redis.call('HINCRBY', KEYS[5], stat .. 'runs:missed', 1)
         missed[#missed + 1] = name
         missed[#missed + 1] = tick
       end
@@ -125,6 +127,7 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
       if fresh(tick) then
         if paused then
           put(tick, 'state', 'paused', 'paused_at', iso)
+          redis.call('HINCRBY', KEYS[5], stat .. 'runs:paused', 1)
           paused_n = paused_n + 1
         else
           redis.call('HSET', jobp .. id, 'enqueued_at', rqiso, unpack(run[3]))
@@ -133,6 +136,7 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
           local lag = string.format('%.6f', at - tonumber(tick))
           put(tick, 'state', 'enqueued', 'job_id', id, 'trigger', 'schedule', 'enqueued_at', iso,
             'lag', lag, 'scheduler', replica)
+          redis.call('HSET', KEYS[5], stat .. 'lag', lag)
           enqueued[#enqueued + 1] = id
           enqueued[#enqueued + 1] = lag
         end
@@ -150,7 +154,10 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
     end
     local excess = redis.call('ZCARD', index) - keep
     if excess > 0 then
-      for k, tick in ipairs(redis.call('ZPOPMIN', index, excess)) do
+      local popped = redis.call('ZPOPMIN', index, excess)
+      -- Reports say when a day reaches back past what is kept.
+      redis.call('HSET', KEYS[5], stat .. 'trimmed_through', popped[#popped])
+      for k, tick in ipairs(popped) do
         if k % 2 == 1 then
           local rec = recp .. tick
           local fields = redis.call('HMGET', rec, 'state', 'job_id')
@@ -216,7 +223,13 @@ class Dispatcher:
         self.connection = connection
         self.keys = keys
         self._script = connection.register_script(DISPATCH)
-        self._keys = [RQ_SCHEDULER_SET, keys.last_tick, Queue.redis_queues_keys, keys.oneoffs_fired]
+        self._keys = [
+            RQ_SCHEDULER_SET,
+            keys.last_tick,
+            Queue.redis_queues_keys,
+            keys.oneoffs_fired,
+            keys.run_stats,
+        ]
         self._head: list[Any] = [
             RQ_JOB_PREFIX,
             Result.get_key(""),

@@ -108,6 +108,13 @@ class Keys:
     def attempts_prefix(self, name: str) -> str:
         return f"{self.prefix}:attempts:{name}:"
 
+    @property
+    def run_stats(self) -> str:
+        """Hash of per-schedule figures kept as runs end (cronwork.stats decodes it):
+        `<name>:runs:<state>` counts, `<name>:lag`, `<name>:start_latency`, `<name>:duration`,
+        `<name>:success_at`, `<name>:trimmed_through`."""
+        return f"{self.prefix}:run_stats"
+
     def overlap_lock(self, name: str) -> str:
         """Held by the running attempt of an `overlap = "skip"` schedule (value = its token)."""
         return f"{self.prefix}:overlap:{name}"

@@ -1,9 +1,10 @@
 """The per-tick record of every schedule: what happened to each occurrence.
 
 One Redis hash per run (`<prefix>:run:<name>:<tick>`) with an index sorted set per schedule
-(score = tick epoch), and a list of the run's attempts. Capped per schedule and expiring, so
-it never grows without bound. This module stores and decodes records; what they say is
-written only through the transitions of cronwork.runs.RunWriter.
+(score = tick epoch), and a list of the run's attempts. Trimmed to each schedule's
+`keep_runs` by cronwork.dispatch and expiring, so it never grows without bound. This module
+stores and decodes records; what they say is written only through the run transitions
+(cronwork.dispatch for a scheduled run's enqueue, cronwork.runs.RunWriter for the others).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from redis.typing import EncodableT, FieldT
 
 from cronwork.keys import Keys
 
-LEDGER_CAP = 500  # ticks kept per schedule
+# Hard bound of any schedule's index (the largest keep_runs): each schedule's own keep_runs
+# trims it far below, with the runs behind it (cronwork.dispatch).
+LEDGER_CAP = 10_000
 LEDGER_TTL = 30 * 24 * 3600  # seconds a record lives without being touched
 
 
@@ -56,7 +59,7 @@ class Ledger:
         index = self.keys.ledger(name)
         pipe.zadd(index, {str(tick): tick})
         pipe.expire(index, LEDGER_TTL)
-        # Keep the newest `cap` ticks; the hashes of older ones expire on their own TTL.
+        # A safety bound only; the hashes of ticks it drops expire on their own TTL.
         pipe.zremrangebyrank(index, 0, -self.cap - 1)
         if pipeline is None:
             pipe.execute()
@@ -84,7 +87,7 @@ class Ledger:
             for tick in ticks:
                 pipe.hgetall(self.run_key(name, int(tick)))
             rows = pipe.execute()
-        return [_decode(row) for row in rows if row]
+        return [decode_record(row) for row in rows if row]
 
 
 # Typed fields of a record; every other field is text, except `result` (JSON when it parses).
@@ -93,7 +96,7 @@ _FLOAT_FIELDS = frozenset({"lag", "duration"})
 _INTERNAL_FIELDS = frozenset({"streak_counted"})
 
 
-def _decode(row: Mapping[bytes, bytes]) -> dict[str, Any]:
+def decode_record(row: Mapping[bytes, bytes]) -> dict[str, Any]:
     """Decode a stored record into plain values (numbers typed by field, never guessed)."""
     out: dict[str, Any] = {}
     for raw_key, raw_value in row.items():

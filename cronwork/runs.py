@@ -28,7 +28,7 @@ from redis.client import Pipeline
 from rq.job import Job
 
 from cronwork.keys import Keys
-from cronwork.ledger import LEDGER_CAP, LEDGER_TTL, Ledger
+from cronwork.ledger import LEDGER_TTL, Ledger
 
 MAX_TEXT = 500  # characters of a result or error kept in the ledger
 
@@ -148,13 +148,24 @@ def result_text(value: Any) -> str:
     return _clip(text)
 
 
+def _end_stats(fields: Mapping[str, Any]) -> tuple[str, str]:
+    """The run-stats values of a finished run: its end (epoch) and duration, '' when absent."""
+    ended = fields.get("ended_at")
+    try:
+        ended_epoch = str(datetime.fromisoformat(ended).timestamp()) if isinstance(ended, str) else ""
+    except ValueError:
+        ended_epoch = ""
+    duration = fields.get("duration")
+    return ended_epoch, str(duration) if isinstance(duration, int | float) else ""
+
+
 def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-# KEYS: record, index, attempts, overlap lock ('' when the schedule allows overlap)
+# KEYS: record, index, attempts, overlap lock ('' when the schedule allows overlap), run stats
 # ARGV: token, started_at, worker, job_id, enqueued_at, lock ttl (0: no lock), name, tick,
-#       ledger ttl, ledger cap
+#       ledger ttl, start latency (s)
 # Returns {1, attempt}, {0, holder of the overlap lock} or {2, state} when the run already
 # ended well: a horse that recorded its success and died before rq committed the job's status
 # leaves rq to retry (or fail) a job that must not run again.
@@ -177,16 +188,20 @@ local attempt = redis.call('LLEN', KEYS[3]) + 1
 redis.call('HSET', rec, 'schedule', ARGV[7], 'tick', ARGV[8], 'state', 'running', 'token', ARGV[1],
   'started_at', ARGV[2], 'worker', ARGV[3], 'job_id', ARGV[4], 'attempt', attempt)
 redis.call('EXPIRE', rec, ARGV[9])
+-- Back in the index if the dispatch trim dropped it while it waited (the trim owns the size).
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[8])
 redis.call('EXPIRE', KEYS[2], ARGV[9])
-redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -tonumber(ARGV[10]) - 1)
+if attempt == 1 and redis.call('HGET', rec, 'trigger') ~= 'manual' then
+  redis.call('HSET', KEYS[5], ARGV[7] .. ':start_latency', ARGV[10])
+end
 if acquired == 0 then return {0, holder} end
 return {1, attempt}
 """
 
-# KEYS: record, attempts, overlap lock (or ''), failure streak, alerted
+# KEYS: record, attempts, overlap lock (or ''), failure streak, alerted, run stats
 # ARGV: guard, guard value, JSON of the fields to set, JSON of the attempt entry ('' = none),
-#       outcome ('success' | 'failure' | 'other'), ledger ttl
+#       outcome ('success' | 'failure' | 'other'), ledger ttl, name, state, final ('1'/'0'),
+#       ended_at epoch ('' = none), duration ('' = none)
 # Returns {1, streak} when written; {0, 0} when a newer attempt owns the run, {0, state} when
 # the run had already ended (only a writer without the attempt's token can find that).
 FINISH = """
@@ -211,6 +226,14 @@ if ARGV[4] ~= '' then
   redis.call('RPUSH', KEYS[2], cjson.encode(entry))
   redis.call('EXPIRE', KEYS[2], ARGV[6])
   redis.call('HSET', rec, 'attempt', entry['attempt'])
+end
+if ARGV[9] == '1' then
+  local prefix = ARGV[7] .. ':'
+  redis.call('HINCRBY', KEYS[6], prefix .. 'runs:' .. ARGV[8], 1)
+  if ARGV[11] ~= '' then redis.call('HSET', KEYS[6], prefix .. 'duration', ARGV[11]) end
+  if ARGV[5] == 'success' and ARGV[10] ~= '' then
+    redis.call('HSET', KEYS[6], prefix .. 'success_at', ARGV[10])
+  end
 end
 local streak = 0
 if ARGV[5] == 'success' then
@@ -297,9 +320,9 @@ class RunWriter:
         already ended well and must not run again."""
         lock = self.keys.overlap_lock(name) if overlap_ttl else ""
         keys = [self.ledger.run_key(name, tick), self.keys.ledger(name), self.ledger.attempts_key(name, tick)]
-        args: list[str | int] = [token, at.isoformat(), worker, job_id, (enqueued_at or at).isoformat()]
-        args += [overlap_ttl, name, tick, LEDGER_TTL, LEDGER_CAP]
-        code, value = cast(list[Any], self._start(keys=[*keys, lock], args=args))
+        args: list[str | float] = [token, at.isoformat(), worker, job_id, (enqueued_at or at).isoformat()]
+        args += [overlap_ttl, name, tick, LEDGER_TTL, round(at.timestamp() - tick, 6)]
+        code, value = cast(list[Any], self._start(keys=[*keys, lock, self.keys.run_stats], args=args))
         text = value.decode() if isinstance(value, bytes) else None
         if code == 1:
             return StartKind.STARTED, int(value)
@@ -325,9 +348,11 @@ class RunWriter:
             self.keys.overlap_lock(name),
             self.keys.failure_streak(name),
             self.keys.alerted(name),
+            self.keys.run_stats,
         ]
         entry = json.dumps({**attempt_entry, "state": str(state)}) if attempt_entry is not None else ""
         args: list[str | int] = [str(guard), guard_value, json.dumps(encoded), entry, outcome, LEDGER_TTL]
+        args += [name, str(state), "1" if state.is_final else "0", *_end_stats(fields)]
         written, detail = cast(list[Any], self._finish(keys=keys, args=args))
         if written:
             return Finish(current=True, streak=int(detail))

@@ -22,7 +22,7 @@ from typing import Any, cast
 from redis import Redis
 
 from cronwork.keys import Keys
-from cronwork.ledger import _decode
+from cronwork.ledger import decode_record
 
 # KEYS[1] = a schedule's ledger index; ARGV = its run-record key prefix, how many, fields.
 # Returns tick, field values, tick, field values, … newest first (nil for a missing field).
@@ -67,7 +67,7 @@ def newest_runs(
             present = {f: value for f, value in zip(encoded, values, strict=True) if value is not None}
             if tick is None or not present:
                 continue
-            record = _decode(present)
+            record = decode_record(present)
             record["tick"] = int(tick)
             records.append(record)
         runs[name] = records

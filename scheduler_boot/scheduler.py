@@ -186,7 +186,7 @@ class CronworkScheduler(Scheduler):
             member=self.keys.template_id(spec.name),
             planned_score=score,
             next_score=None if decision.next_tick is None else decision.next_tick.timestamp(),
-            keep_runs=getattr(spec, "keep_runs", 100),  # FIXME until spec has it
+            keep_runs=spec.keep_runs,
             paused=paused,
             queue_key=queue.key,
             finished_key=queue.finished_job_registry.key,

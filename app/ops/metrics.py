@@ -1,11 +1,10 @@
 """`/metrics`: Prometheus series read from Redis at scrape time.
 
 Nothing is counted in process memory: forked workers and several web processes need no
-shared state, and every scrape sees what the ledger, registries and heartbeats hold now.
-
-The per-run series look at the newest WINDOW runs of each schedule only (cronwork.summary:
-one command per schedule in one round trip), so a scrape costs the same whatever the
-ledger keeps; their help texts say so.
+shared state, and every scrape sees what Redis holds now. The per-schedule figures are kept
+by the run transitions themselves as runs end (cronwork.stats): one hash read per scrape,
+whatever the ledger keeps, and the run counters are true counters (a trimmed history never
+takes them back).
 """
 
 from __future__ import annotations
@@ -14,11 +13,10 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
 
 from flask import Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
@@ -26,30 +24,24 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from app.extensions import cronwork
 from app.ops import ops_blueprint
-from app.ops.display import parse_time, start_latency
 from app.services.schedules import ScheduleService
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
-from cronwork.runs import FINAL_FAILURES, RunState
+from cronwork.runs import RunState
 from cronwork.spec import ScheduleSpec
-from cronwork.summary import newest_runs
+from cronwork.stats import RunStats, run_stats
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({RunState.SUCCEEDED, *FINAL_FAILURES})
 EXTENSION = "cronwork_metrics"
-WINDOW = 5  # newest runs per schedule the per-run series look at
-# What those series read of each record.
-RUN_FIELDS = ("state", "trigger", "lag", "started_at", "attempt", "duration", "ended_at")
+# Run states a run ends in (or a tick is recorded as): the labels of the runs counter.
+COUNTED = tuple(state for state in RunState if state.is_final)
 _S = ("schedule",)
-_IN = f"among its newest {WINDOW} runs"
 SCHEDULE_SERIES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "lag": ("schedule_lag_seconds", f"Enqueue time minus tick of the newest scheduled run {_IN}", _S),
-    "latency": ("schedule_start_latency_seconds", f"Start minus tick of the newest first attempt {_IN}", _S),
-    "duration": ("schedule_last_duration_seconds", f"Duration of the newest finished run {_IN}", _S),
-    "success": ("schedule_last_success_timestamp_seconds", f"End of the newest successful run {_IN}", _S),
-    "runs": ("schedule_runs", f"Ticks by state {_IN}", ("schedule", "state")),
-    "missed": ("schedule_missed_ticks", f"Missed ticks {_IN}", _S),
+    "lag": ("schedule_lag_seconds", "Push time (Redis's clock) minus tick of the newest scheduled run", _S),
+    "latency": ("schedule_start_latency_seconds", "First start minus tick of the newest scheduled run", _S),
+    "duration": ("schedule_last_duration_seconds", "Duration of the newest run that ended", _S),
+    "success": ("schedule_last_success_timestamp_seconds", "End of the newest successful run", _S),
     "streak": ("schedule_consecutive_failures", "Final failures in a row", _S),
     "paused": ("schedule_paused", "1 when paused by an operator", _S),
     "next": ("schedule_next_fire_timestamp_seconds", "Next scheduled tick", _S),
@@ -92,6 +84,11 @@ class CronworkCollector:
         paused = store.paused_names(redis, self.keys)
         names = sorted(set(registered) | paused)
         f = {key: _gauge(name, doc, labels) for key, (name, doc, labels) in SCHEDULE_SERIES.items()}
+        runs = CounterMetricFamily(
+            "cronwork_schedule_runs",
+            "Runs ended (or ticks recorded) in each final state",
+            labels=["schedule", "state"],
+        )
         streaks: list[bytes | None] = []
         scores: list[float | None] = []
         if names:
@@ -99,40 +96,29 @@ class CronworkCollector:
                 pipe.mget([self.keys.failure_streak(name) for name in names])
                 pipe.zmscore(RQ_SCHEDULER_SET, [self.keys.template_id(name) for name in names])
                 streaks, scores = pipe.execute()
-        runs = newest_runs(redis, self.keys, names, WINDOW, RUN_FIELDS)
+        stats = run_stats(redis, self.keys, names)
         for name, streak, score in zip(names, streaks, scores, strict=True):
-            self._schedule_series(f, name, runs[name])
+            self._stat_series(f, runs, name, stats[name])
             f["streak"].add_metric([name], float(streak or 0))
             f["paused"].add_metric([name], 1.0 if name in paused else 0.0)
             if score is not None:
                 f["next"].add_metric([name], float(score))
-        return list(f.values())
+        return [*f.values(), runs]
 
     @staticmethod
-    def _schedule_series(f: dict[str, GaugeMetricFamily], name: str, records: list[dict[str, Any]]) -> None:
-        """Series derived from one schedule's ledger records (newest first)."""
-        scheduled = [r for r in records if r.get("trigger", "schedule") != "manual"]
-        lag = next((r["lag"] for r in scheduled if isinstance(r.get("lag"), int | float)), None)
-        if lag is not None:
-            f["lag"].add_metric([name], float(lag))
-        latency = next(
-            (start_latency(r) for r in scheduled if r.get("started_at") and r.get("attempt", 1) == 1), None
-        )
-        if latency is not None:
-            f["latency"].add_metric([name], latency)
-        finished = [r for r in records if r.get("state") in FINISHED]
-        duration = next((r["duration"] for r in finished if "duration" in r), None)
-        if isinstance(duration, int | float):
-            f["duration"].add_metric([name], float(duration))
-        success = next(
-            (parse_time(r.get("ended_at")) for r in finished if r["state"] == RunState.SUCCEEDED), None
-        )
-        if success is not None:
-            f["success"].add_metric([name], success.timestamp())
-        counts = Counter(str(r.get("state")) for r in records)
-        for state in RunState:
-            f["runs"].add_metric([name, state], float(counts[state]))
-        f["missed"].add_metric([name], float(counts[RunState.MISSED]))
+    def _stat_series(
+        f: dict[str, GaugeMetricFamily], runs: CounterMetricFamily, name: str, stats: RunStats
+    ) -> None:
+        for key, figure in (
+            ("lag", stats.lag),
+            ("latency", stats.start_latency),
+            ("duration", stats.duration),
+            ("success", stats.success_at),
+        ):
+            if figure is not None:
+                f[key].add_metric([name], figure)
+        for state in COUNTED:
+            runs.add_metric([name, state], float(stats.runs.get(state, 0)))
 
     def _queues(self, redis: Redis, registered: Mapping[str, ScheduleSpec]) -> list[Metric]:
         length = _gauge("queue_length", "Jobs waiting in the queue", ("queue",))
@@ -155,6 +141,14 @@ class CronworkCollector:
             age = _gauge("scheduler_heartbeat_age_seconds", "Seconds since a scheduler loop completed a pass")
             age.add_metric([], max(beat_age, 0.0))
             families.append(age)
+        offset = _gauge(
+            "scheduler_clock_offset_seconds",
+            "Redis's clock minus the scheduler host's (the scheduler schedules by Redis's)",
+            ("scheduler",),
+        )
+        for name, seconds in sorted(store.live_scheduler_offsets(redis, self.keys, now).items()):
+            offset.add_metric([name], seconds)
+        families.append(offset)
         workers = Worker.all(connection=redis)
         total = _gauge("workers", "Live RQ workers")
         total.add_metric([], float(len(workers)))

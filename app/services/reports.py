@@ -21,8 +21,9 @@ from app.services import dedup
 from app.services.notifications import notify_admins
 from app.services.timewindows import Window
 from cronwork.keys import Keys
-from cronwork.ledger import LEDGER_CAP, Ledger
+from cronwork.ledger import Ledger
 from cronwork.runs import FINAL_FAILURES, RunState
+from cronwork.stats import trimmed_through
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class ScheduleDay:
     misses: int
     skipped: int
     p95_duration: float | None
-    capped: bool  # the ledger's cap may have dropped ticks of the window
+    capped: bool  # the history trim (keep_runs) dropped ticks of the window
 
     def line(self) -> str:
         p95 = "—" if self.p95_duration is None else f"{self.p95_duration:.3f} s"
@@ -50,7 +51,7 @@ class ScheduleDay:
             f"{self.name}: {self.runs} runs, {self.failures} failures, {self.misses} misses, "
             f"{self.skipped} skipped, p95 {p95}"
         )
-        return text + (f" (ledger keeps the last {LEDGER_CAP} ticks only)" if self.capped else "")
+        return text + (" (older ticks of the day are no longer kept: see keep_runs)" if self.capped else "")
 
 
 def p95(values: Sequence[float]) -> float | None:
@@ -78,8 +79,8 @@ def schedule_day(redis: Redis, keys: Keys, name: str, window: Window) -> Schedul
         states.append(state)
         if duration and state in STARTED:  # a skipped run's few milliseconds are not a run
             durations.append(float(duration))  # the ledger stores it as a decimal number
-    oldest = cast(list[tuple[bytes, float]], redis.zrange(index, 0, 0, withscores=True))
-    capped = redis.zcard(index) >= LEDGER_CAP and bool(oldest) and oldest[0][1] > window.start_epoch
+    trimmed = trimmed_through(redis, keys, name)
+    capped = trimmed is not None and trimmed >= window.start_epoch
     return ScheduleDay(
         name=name,
         ticks=len(states),

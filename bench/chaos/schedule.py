@@ -17,6 +17,7 @@ queue = "default"
 retry_backoff = ["1s"]
 misfire = "run_latest"
 misfire_grace = "10m"
+keep_runs = 2000           # the audit reads every tick of the window from the ledger
 
 [schedules.quick_once]     # exactly-once proof: never fails, never retried
 func = "jobs.diagnostics.record_run"

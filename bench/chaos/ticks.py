@@ -43,7 +43,7 @@ class TickAuditor:
         self.timeline = timeline
 
     def schedule(self, name: str, retries: int, ticks: list[int]) -> None:
-        records = {r["tick"]: r for r in self.ledger.history(name, 500)}
+        records = {r["tick"]: r for r in self.ledger.history(name, 2000)}
         ran: Counter[int] | None = None
         if name in EXACTLY_ONCE + ONCE_PER_ATTEMPT:
             values = [v.decode() for v in self.conn.lrange(RAN_KEY.format(name), 0, -1)]

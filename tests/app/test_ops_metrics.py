@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
@@ -16,12 +16,14 @@ from rq import Worker
 from rq.registry import FailedJobRegistry
 
 from app import create_app
-from app.ops.metrics import WINDOW
+from app.ops.metrics import COUNTED
+from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET
 from cronwork.ledger import Ledger
-from cronwork.runs import RunState
+from cronwork.runs import Guard, RunState, RunWriter
 from cronwork.serializer import json_queue
-from tests.app.conftest import KEYS, seed_ledger
+from scheduler_boot.scheduler import CronworkScheduler
+from tests.app.conftest import KEYS
 
 Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -41,16 +43,38 @@ def value(series: Series, name: str, **labels: str) -> float:
     return series[(f"cronwork_{name}", frozenset(labels.items()))]
 
 
+def play_runs(redis: Redis, name: str) -> dict[str, float]:
+    """Runs of `name` (every 30 min, misfire = skip) through the real transitions: a tick found
+    a minute late (missed), a tick pushed by the dispatch script, started 0.5 s after it and
+    succeeded in 1.5 s, a run that failed, and a manual run (left out of lag and start
+    latency). Returns the expected figures."""
+    writer, ledger = RunWriter(redis, KEYS), Ledger(redis, KEYS)
+    seconds, _ = redis.time()
+    for late in (60, 2):  # missed, then run
+        redis.zadd(RQ_SCHEDULER_SET, {KEYS.template_id(name): float(seconds - late)}, xx=True)
+        CronworkScheduler(redis, KEYS, clock=lambda: float(seconds)).enqueue_jobs()
+    tick = seconds - 2
+    [record] = [r for r in ledger.history(name, 5) if r["tick"] == tick]
+    at = datetime.fromtimestamp(tick, UTC)
+    started, ended = at + timedelta(seconds=0.5), at + timedelta(seconds=2)
+    writer.started(name, tick, "t1", record["job_id"], "w", started, at)
+    writer.finished(name, tick, RunState.SUCCEEDED, Guard.TOKEN, "t1", {"ended_at": ended.isoformat(), "duration": 1.5})
+    failed = tick - 10
+    writer.started(name, failed, "t2", "j2", "w", started - timedelta(seconds=10), at)
+    writer.finished(name, failed, RunState.FAILED, Guard.TOKEN, "t2", {"ended_at": ended.isoformat(), "duration": 0.25})
+    manual = tick + 1
+    ledger.put(name, manual, {"state": "enqueued", "trigger": "manual", "lag": 0, "job_id": "x"})
+    writer.started(name, manual, "t3", "x", "w", started + timedelta(seconds=9), at)
+    return {"lag": float(record["lag"]), "success": ended.timestamp()}
+
+
 @pytest.mark.usefixtures("registered")
 def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, redis: Redis) -> None:
-    ticks = seed_ledger(redis, "hc", ["succeeded", "missed", "failed", "timed_out", "missed", "succeeded"])
-    manual_tick = ticks[-1] + 60
-    Ledger(redis, KEYS).put(
-        "hc", manual_tick, {"state": "enqueued", "trigger": "manual", "lag": 0, "job_id": "x"}
-    )
+    expected = play_runs(redis, "hc")
     redis.set(KEYS.failure_streak("nightly"), 3)
     redis.hset(KEYS.paused, "nightly", '{"reason": "r", "since": "2030-01-01T00:00:00+00:00"}')
-    redis.hset(KEYS.scheduler_heartbeat, "scheduler-1", time.time() - 5)
+    store.beat_scheduler(redis, KEYS, "scheduler-1", time.time() - 5, clock_offset=-2.0)
+    store.beat_scheduler(redis, KEYS, "gone", time.time() - 300, clock_offset=9.0)  # long dead: not shown
     queue = json_queue("default", redis)
     queue.enqueue("jobs.diagnostics.count_users")
     failed_job = queue.enqueue("jobs.diagnostics.fail")
@@ -61,18 +85,15 @@ def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, re
     series = scrape(client)
 
     assert value(series, "redis_up") == 1
-    assert value(series, "schedule_lag_seconds", schedule="hc") == pytest.approx(0.02)  # manual runs left out
+    assert value(series, "schedule_lag_seconds", schedule="hc") == pytest.approx(expected["lag"])
     assert value(series, "schedule_start_latency_seconds", schedule="hc") == pytest.approx(0.5)
-    assert value(series, "schedule_last_duration_seconds", schedule="hc") == 1.5
-    newest_success = datetime.fromtimestamp(ticks[-1] + 2, UTC).timestamp()
-    assert value(series, "schedule_last_success_timestamp_seconds", schedule="hc") == newest_success
-    # Counted over the newest WINDOW runs only, whatever the ledger keeps (issue 11).
-    newest = ["enqueued", "succeeded", "missed", "timed_out", "failed", "missed", "succeeded"][:WINDOW]
-    for state in RunState:
-        assert value(series, "schedule_runs", schedule="hc", state=state) == newest.count(state), state
-    assert value(series, "schedule_missed_ticks", schedule="hc") == newest.count("missed")
+    assert value(series, "schedule_last_duration_seconds", schedule="hc") == 0.25  # the failed one ended last
+    assert value(series, "schedule_last_success_timestamp_seconds", schedule="hc") == expected["success"]
+    counted = {"succeeded": 1, "failed": 1, "missed": 1}
+    for state in COUNTED:
+        assert value(series, "schedule_runs_total", schedule="hc", state=state) == counted.get(state, 0), state
     assert value(series, "schedule_consecutive_failures", schedule="nightly") == 3
-    assert value(series, "schedule_consecutive_failures", schedule="hc") == 0
+    assert value(series, "schedule_consecutive_failures", schedule="hc") == 1  # the failed run ended last
     assert value(series, "schedule_paused", schedule="nightly") == 1
     assert value(series, "schedule_paused", schedule="hc") == 0
     next_tick = redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("hc"))
@@ -85,10 +106,12 @@ def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, re
         dict(labels).get("schedule") for _, labels in series
     }  # disabled: not registered
 
-    assert value(series, "queue_length", queue="default") == 1
+    assert value(series, "queue_length", queue="default") == 2  # count_users and the pushed hc run
     assert value(series, "queue_failed_jobs", queue="default") == 1
     assert value(series, "queue_started_jobs", queue="default") == 0
     assert value(series, "scheduler_heartbeat_age_seconds") == pytest.approx(5, abs=2)
+    assert value(series, "scheduler_clock_offset_seconds", scheduler="scheduler-1") == -2.0
+    assert ("cronwork_scheduler_clock_offset_seconds", frozenset({("scheduler", "gone")})) not in series
     assert value(series, "workers") == 1
     assert value(series, "queue_workers", queue="default") == 1
 

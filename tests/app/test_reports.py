@@ -14,10 +14,10 @@ from sqlalchemy.exc import OperationalError
 
 from app.extensions import db
 from app.models import Notification, NotificationKind, User
-from app.services.reports import daily_report, p95, report_key
+from app.services.reports import daily_report, p95, report_key, schedule_day
 from app.services.timewindows import previous_day
 from cronwork.keys import Keys
-from cronwork.ledger import LEDGER_CAP, Ledger
+from cronwork.ledger import Ledger
 
 pytestmark = pytest.mark.both_databases  # dialect-specific SQL: prove it on both
 
@@ -114,13 +114,18 @@ def test_report_key_released_when_the_commit_fails(admins: list[int], redis: Red
     assert daily_report(redis, KEYS, DAY)["admins"] == 2
 
 
-def test_report_says_when_the_ledger_cap_cut_the_day(admins: list[int], redis: Redis) -> None:
+def test_report_says_when_the_history_trim_cut_the_day(admins: list[int], redis: Redis) -> None:
     register(redis, "health_check")
     start = datetime(2026, 1, 5, tzinfo=SHANGHAI)
-    ledger = Ledger(redis, KEYS, cap=LEDGER_CAP)
-    for i in range(LEDGER_CAP + 10):  # every 30 s: more ticks than the ledger keeps
+    ledger = Ledger(redis, KEYS)
+    for i in range(10):  # every 30 s
         at = start + timedelta(seconds=30 * i)
         ledger.put("health_check", int(at.timestamp()), {"state": "succeeded", "duration": 0.01})
-    assert daily_report(redis, KEYS, DAY)["runs"] == LEDGER_CAP
+    redis.hset(KEYS.run_stats, "health_check:trimmed_through", int((start - timedelta(hours=1)).timestamp()))
+    assert not schedule_day(redis, KEYS, "health_check", DAY).capped  # trimmed before the day only
+    # As cronwork.dispatch records a trim that reached into the day.
+    redis.hset(KEYS.run_stats, "health_check:trimmed_through", int((start + timedelta(seconds=30)).timestamp()))
+    assert schedule_day(redis, KEYS, "health_check", DAY).capped
+    assert daily_report(redis, KEYS, DAY)["runs"] == 10
     body = db.session.scalar(select(Notification.body))
-    assert body.endswith(f"(ledger keeps the last {LEDGER_CAP} ticks only)")
+    assert body.endswith("(older ticks of the day are no longer kept: see keep_runs)")
