@@ -1,10 +1,14 @@
 """The same arithmetic for every system: ticks from push times, duplicates, misses, lateness, gap.
 
-Attribution rule: a push to the every-second queue at server time `t` belongs to tick
+Attribution rule of the normal scenario: a push to the every-second queue at server time `t` belongs to tick
 `floor(t)`, one to the every-minute queue to `floor(t / 60) * 60`. No system pushes before its
 tick, so the rule is exact while a push is less than one period late; a push more than 1 s
 late (rq-scheduler when its poll loop drifts across a second) lands on a later tick and shows
 as that tick's duplicate and its own tick's miss.
+
+The skew scenario (`count_by_intent`) cannot assume that no push is early, so it attributes a
+push to the tick its system meant it for (`Push.intended`, read by intent.py), and to the
+nearest tick, flagged, when the system did not say.
 """
 
 from __future__ import annotations
@@ -137,3 +141,77 @@ def quantiles(values: Sequence[float]) -> tuple[float, float] | None:
     if not values:
         return None
     return percentile(values, 50), percentile(values, 99)
+
+
+# -- the skew scenario: attribution by the tick the system meant ------------------------------
+
+
+def nearest_tick(at: float, period: int) -> int:
+    """The fallback for a push whose system did not say its tick: the closest one."""
+    return round(at / period) * period
+
+
+def intended_tick(push: Push, period: int) -> tuple[float, bool]:
+    """`(tick, said)`: the system's own tick for the push (said), else the nearest (flagged)."""
+    if push.intended is not None:
+        return push.intended, True
+    return nearest_tick(push.at, period), False
+
+
+@dataclass(frozen=True)
+class SkewCount:
+    """How the expected ticks of one schedule were pushed, by the tick each push was meant for.
+
+    Lateness is push minus intended tick by Redis's clock: negative for an early push.
+    """
+
+    expected: int
+    pushed: int  # expected ticks pushed at least once
+    pushes: int  # pushes meant for expected ticks, duplicates included
+    early: int  # of those pushes, how many landed before their tick
+    earliest: float | None  # the most negative lateness of an early push
+    duplicates: int  # expected ticks pushed more than once
+    missed: int  # expected ticks never pushed
+    flagged: int  # pushes the system did not say a tick for (attributed to the nearest)
+    stray: int  # pushes meant for a time in the window that is no tick of the period
+    lateness: tuple[float, float] | None  # p50, p99 of each tick's first push
+
+
+def by_intended_tick(
+    pushes: Iterable[Push], period: int, first: float, last: float
+) -> dict[float, list[Push]]:
+    """Pushes meant for the ticks of [first, last], grouped by tick, each group in stream order."""
+    wanted = set(expected_ticks(first, last, period))
+    groups: dict[float, list[Push]] = defaultdict(list)
+    for push in sorted(pushes, key=lambda p: (p.seq, p.at)):
+        tick, _ = intended_tick(push, period)
+        if tick in wanted:
+            groups[tick].append(push)
+    return dict(groups)
+
+
+def count_by_intent(pushes: Iterable[Push], period: int, first: float, last: float) -> SkewCount:
+    """Ticks in [first, last] pushed, early, duplicated, missed, by intended tick."""
+    ticks = expected_ticks(first, last, period)
+    pushes = list(pushes)
+    groups = by_intended_tick(pushes, period, first, last)
+    flagged = sum(p.intended is None for group in groups.values() for p in group)
+    wanted = set(ticks)
+    stray = sum(
+        1 for p in pushes if (tick := intended_tick(p, period)[0]) not in wanted and first <= tick <= last
+    )
+    late = [push.at - tick for tick, group in groups.items() for push in group]
+    early = [value for value in late if value < 0]
+    counts = [len(groups.get(tick, ())) for tick in ticks]
+    return SkewCount(
+        expected=len(ticks),
+        pushed=sum(1 for n in counts if n),
+        pushes=sum(counts),
+        early=len(early),
+        earliest=min(early) if early else None,
+        duplicates=sum(1 for n in counts if n > 1),
+        missed=sum(1 for n in counts if not n),
+        flagged=flagged,
+        stray=stray,
+        lateness=quantiles([group[0].at - tick for tick, group in groups.items()]),
+    )

@@ -16,6 +16,10 @@ import threading
 from dataclasses import dataclass, replace
 from datetime import datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bench.peers.intent import Intent
 
 QUEUE_PREFIX = "rq:queue:"
 JOB_PREFIX = "rq:job:"
@@ -45,7 +49,9 @@ class Push:
     """A job id pushed onto one of the watched queues, with who pushed it.
 
     `seq` is the line's position in the MONITOR stream: the server's order of execution, which
-    timestamps (microseconds) cannot always tell apart within one pipeline.
+    timestamps (microseconds) cannot always tell apart within one pipeline. `intended` is the
+    tick the system meant the push for, when the collector was given a way to read it
+    (intent.py); None otherwise.
     """
 
     at: float
@@ -53,6 +59,7 @@ class Push:
     job_id: str
     client: str
     seq: int = 0
+    intended: float | None = None
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,13 @@ class EventCollector:
         queues: rq queue names (not keys) whose pushes count.
         caller_follows: the server prints a script's EVAL line after the commands it ran
             (Redis 7 and later); otherwise before them (Redis 6).
+        intent: reads each push's intended tick from the lines before it (intent.py).
     """
 
-    def __init__(self, queues: set[str], caller_follows: bool = False) -> None:
+    def __init__(self, queues: set[str], caller_follows: bool = False, intent: Intent | None = None) -> None:
         self.queue_keys = {QUEUE_PREFIX + name: name for name in queues}
         self.caller_follows = caller_follows
+        self.intent = intent
         self.pushes: list[Push] = []
         self.starts: list[Start] = []
         self._pushed_ids: set[str] = set()
@@ -174,6 +183,8 @@ class EventCollector:
             return
         at, client, rest = header
         command = command_name(rest)
+        if self.intent is not None and self.intent.wants(command, rest):
+            self.intent.observe(client, split_args(rest))
         if command in SCRIPT_COMMANDS and client != LUA_CLIENT:
             self._script_called(client)
         elif command in PUSH_COMMANDS:
@@ -192,14 +203,15 @@ class EventCollector:
     def _push(self, at: float, client: str, args: list[str]) -> None:
         if len(args) < 3 or args[1] not in self.queue_keys:
             return
-        if client == LUA_CLIENT:
-            if self.caller_follows:
-                self._unresolved.append(len(self.pushes))
-            else:
-                client = self._caller
+        pending = client == LUA_CLIENT and self.caller_follows
+        if client == LUA_CLIENT and not self.caller_follows:
+            client = self._caller
         queue = self.queue_keys[args[1]]
         for job_id in args[2:]:  # RPUSH key id [id ...]
-            self.pushes.append(Push(at, queue, job_id, client, self._seq))
+            if pending:
+                self._unresolved.append(len(self.pushes))
+            intended = self.intent.intended(queue, job_id, client) if self.intent is not None else None
+            self.pushes.append(Push(at, queue, job_id, client, self._seq, intended))
             self._pushed_ids.add(job_id)
 
     def _start(self, at: float, args: list[str]) -> None:

@@ -1,11 +1,11 @@
-"""The peer table (markdown), Cronwork's targets beside it, and the analytic default-interval row."""
+"""The peer tables (markdown), Cronwork's targets beside them, and the analytic default-interval row."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.peers.analysis import Gap
-from bench.peers.runner import Outcome
+from bench.peers.analysis import Gap, SkewCount
+from bench.peers.runner import SKEWED, Outcome, SkewOutcome
 
 TARGET_P99 = 0.010
 TARGET_GAP = 1.1
@@ -37,7 +37,7 @@ def ms(value: float | None) -> str:
     if value is None:
         return "—"
     millis = value * 1000
-    return f"{millis:.1f} ms" if millis < 100 else f"{millis:.0f} ms"
+    return f"{millis:.1f} ms" if abs(millis) < 100 else f"{millis:.0f} ms"
 
 
 def gap_text(gap: Gap | None) -> str:
@@ -104,5 +104,84 @@ def render(outcomes: list[Outcome], failures: list[Failure], seconds: int) -> li
         DEFAULT_INTERVAL_NOTE,
     ]
     if (text := targets(outcomes)) is not None:
+        lines.append(text)
+    return lines
+
+
+SKEW_HEADER = (
+    "| system | every-second ticks | pushes | early pushes (earliest) | duplicates | missed "
+    "| tick → push p50 | p99 | pushes by replica | every-minute ticks (early, dup) | tick read from |"
+)
+
+
+def early_text(count: SkewCount) -> str:
+    return f"{count.early} ({ms(count.earliest)})" if count.early else "0"
+
+
+def attribution_text(outcome: SkewOutcome) -> str:
+    """Where the tick came from, and the pushes it could not come from (flagged)."""
+    notes = []
+    flagged = outcome.second.flagged + outcome.minute.flagged
+    if flagged:
+        notes.append(f"{flagged} pushes unexplained: nearest tick, FLAGGED")
+    stray = outcome.second.stray + outcome.minute.stray
+    if stray:
+        notes.append(f"{stray} pushes meant for no tick of the schedule")
+    return outcome.attribution + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def skew_row(outcome: SkewOutcome) -> str:
+    """One row of the skew table."""
+    second, minute = outcome.second, outcome.minute
+    p50, p99 = second.lateness or (None, None)
+    replicas = ", ".join(
+        f"{name}{f' ({outcome.offset})' if name == SKEWED else ''} {n}"
+        for name, n in outcome.by_replica.items()
+    )
+    cells = [
+        outcome.system.label,
+        f"{second.pushed}/{second.expected}",
+        str(second.pushes),
+        early_text(second),
+        str(second.duplicates),
+        str(second.missed),
+        ms(p50),
+        ms(p99),
+        replicas or "—",
+        f"{minute.pushed}/{minute.expected} ({minute.early}, {minute.duplicates})",
+        attribution_text(outcome),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def skew_targets(outcomes: list[SkewOutcome]) -> str | None:
+    """Cronwork's skew figures against its targets; None when Cronwork was not run."""
+    ours = next((o for o in outcomes if o.system.key == OURS), None)
+    if ours is None:
+        return None
+    both = (ours.second, ours.minute)  # every-second and every-minute ticks together
+    early, duplicates = sum(c.early for c in both), sum(c.duplicates for c in both)
+    missed, flagged = sum(c.missed for c in both), sum(c.flagged for c in both)
+    checks = [
+        (f"early pushes {early} = 0", early == 0),
+        (f"duplicates {duplicates} = 0", duplicates == 0),
+        (f"missed {missed} = 0", missed == 0),
+        (f"unexplained pushes {flagged} = 0", flagged == 0),
+    ]
+    return "Cronwork skew targets: " + "; ".join(f"{text} {'ok' if ok else 'MISSED'}" for text, ok in checks)
+
+
+def render_skew(outcomes: list[SkewOutcome], failures: list[Failure], seconds: int, offset: str) -> list[str]:
+    """The skew scenario's report as lines."""
+    lines = [
+        f"\n== peers, clock skew: {seconds} s of every-second ticks per system, two replicas each, "
+        f"{SKEWED}'s host clock shifted {offset} (libfaketime), no kill; each push attributed to the "
+        "tick the system meant it for, early/late by Redis's clock (MONITOR)",
+        SKEW_HEADER,
+        "|" + "---|" * SKEW_HEADER.count(" | ") + "---|",
+        *(skew_row(o) for o in outcomes),
+        *(f"| {f.label} | failed: {f.error} |" for f in failures),
+    ]
+    if (text := skew_targets(outcomes)) is not None:
         lines.append(text)
     return lines

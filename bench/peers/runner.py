@@ -1,4 +1,8 @@
-"""One system's run: flush, MONITOR, start, wait for its first push, SIGKILL midway, stop, analyse."""
+"""One system's run: flush, MONITOR, start, wait for its first push, SIGKILL midway, stop, analyse.
+
+The skew scenario (`run_skew`): the same, with one replica's clock shifted by libfaketime and
+no kill; pushes are attributed to the tick each was meant for (intent.py).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,24 @@ import math
 import os
 import signal
 import time
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from redis import Redis
 
 from app.embedded_redis import EmbeddedRedis
+from bench import faketime
 from bench.harness import stop
 from bench.peers.analysis import (
     MINUTE,
     SECOND,
     Gap,
+    SkewCount,
     TickCount,
+    by_intended_tick,
+    count_by_intent,
     count_ticks,
     first_pushes,
     gap_around,
@@ -34,6 +44,7 @@ READY_TIMEOUT = 60.0  # start-up until the first every-second push and a live wo
 SETTLE = 3  # whole seconds after that before ticks count: both replicas are up by then
 GRACE = 1.5  # after the window: the last tick's push and its job's start
 GAP_HORIZON = 10.0  # the gap is looked for this long after the kill
+SKEWED = "replica-a"  # the replica whose clock the skew scenario shifts
 WORKERS_KEY = "rq:workers:{queue}"  # rq's registry of the workers listening on a queue
 
 
@@ -136,4 +147,78 @@ def run_system(system: System, server: EmbeddedRedis, seconds: int, folder: Path
         minute_lateness=lateness({tick: p for tick, p in minute_firsts.items() if tick < end}),
         gap=gap_around([p.at for p in second], killed_at, min(GAP_HORIZON, end + GRACE - killed_at)),
         killed=killed,
+    )
+
+
+@dataclass(frozen=True)
+class SkewOutcome:
+    """What one system did with one replica's clock shifted, by the tick each push was meant for."""
+
+    system: System
+    offset: str
+    second: SkewCount
+    minute: SkewCount
+    by_replica: dict[str, int]  # every-second pushes counted in `second`, by the replica that made them
+    attribution: str  # where the intended tick comes from (intent.py)
+
+
+def _owners(clients: Iterable[str], stage: Stage, replicas: list[Proc], redis_port: int) -> dict[str, str]:
+    """Client address → replica name, while the replicas still hold their connections."""
+    found: dict[str, str] = {}
+    for client in set(clients):
+        pid = owner_of(client, redis_port, [r.pid for r in replicas])
+        if pid is not None:
+            found[client] = stage.names[pid]
+    return found
+
+
+def _check_skewed(stage: Stage, replicas: list[Proc]) -> None:
+    """Fail unless the skewed replica's process really has libfaketime loaded."""
+    proc = next(r for r in replicas if stage.names[r.pid] == SKEWED)
+    try:
+        maps = Path(f"/proc/{proc.pid}/maps").read_text()
+    except OSError as exc:
+        raise SystemFailed(f"cannot read the memory map of {SKEWED}: {exc}") from None
+    if "libfaketime" not in maps:
+        raise SystemFailed(f"{SKEWED} (pid {proc.pid}) runs without libfaketime: its clock is not shifted")
+
+
+def run_skew(system: System, server: EmbeddedRedis, seconds: int, folder: Path, offset: str) -> SkewOutcome:
+    """Run `system` for `seconds` of counted ticks with `SKEWED`'s clock shifted by `offset`."""
+    conn = Redis.from_url(server.url)
+    conn.flushall()
+    version = int(str(conn.info("server")["redis_version"]).split(".")[0])
+    stage = Stage(
+        system.key, server.url, folder, extra_env={SKEWED: {**faketime.skewed_env(offset), **system.skew_env}}
+    )
+    intent = system.intent()
+    collector = EventCollector(
+        {stage.second_queue, stage.minute_queue}, caller_follows=version >= 7, intent=intent
+    )
+    try:
+        with MonitorTap("127.0.0.1", server.port, collector) as tap:
+            try:
+                replicas = system.launch(stage)
+                t0 = math.floor(_wait_ready(stage, tap, conn)) + SETTLE
+                _check_skewed(stage, replicas)
+                end = t0 + seconds
+                _sleep_until(end + GRACE, stage, tap)
+                owners = _owners((p.client for p in collector.pushes), stage, replicas, server.port)
+            finally:
+                stop(*stage.started)
+    finally:
+        conn.flushall()
+        conn.close()
+
+    second = _second_pushes(collector, stage.second_queue)
+    minute = [p for p in collector.pushes if p.queue == stage.minute_queue]
+    counted = by_intended_tick(second, SECOND, t0, end - 1).values()
+    by_replica = Counter(owners.get(p.client, "?") for group in counted for p in group)
+    return SkewOutcome(
+        system=system,
+        offset=offset,
+        second=count_by_intent(second, SECOND, t0, end - 1),
+        minute=count_by_intent(minute, MINUTE, t0, end - 1),
+        by_replica=dict(sorted(by_replica.items())),
+        attribution=intent.name,
     )

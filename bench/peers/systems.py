@@ -19,6 +19,7 @@ from redis import Redis
 from rq_scheduler import Scheduler
 
 from bench.harness import process_env, python, start
+from bench.peers.intent import APSCHEDULER_ID, CRONWORK_ID, CronHashTick, Intent, JobIdTick, ZsetScoreTick
 from bench.peers.venv import bench_python
 
 NOOP = "bench.probe.noop"  # the peers' job; Cronwork's must live in the jobs package
@@ -61,6 +62,7 @@ class Stage:
     folder: Path
     started: list[Proc] = field(default_factory=list)
     names: dict[int, str] = field(default_factory=dict)  # pid → name (its log is <name>.log)
+    extra_env: dict[str, dict[str, str]] = field(default_factory=dict)  # name → variables on top
 
     @property
     def second_queue(self) -> str:
@@ -71,8 +73,12 @@ class Stage:
         return f"peers_{self.key}_min"
 
     def start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
-        """Start a process logging to `<folder>/<name>.log`; it is stopped with the stage."""
-        proc = start(args, env or process_env(self.redis_url, self.folder), self.folder / f"{name}.log")
+        """Start a process logging to `<folder>/<name>.log`; it is stopped with the stage.
+
+        `extra_env[name]` goes on top of its environment (the skew scenario's libfaketime).
+        """
+        env = {**(env or process_env(self.redis_url, self.folder)), **self.extra_env.get(name, {})}
+        proc = start(args, env, self.folder / f"{name}.log")
         self.started.append(proc)
         self.names[proc.pid] = name
         return proc
@@ -98,13 +104,18 @@ class Stage:
 class System:
     """A scheduler under comparison; `launch` starts it and returns its two replicas.
 
-    `prepare` runs before the system's window (an install), outside the measured start-up.
+    `intent` makes the reader of the tick each push was meant for (intent.py, skew scenario);
+    `skew_env` goes on top of libfaketime's variables for the skewed replica (see
+    APSCHEDULER_SKEW_ENV). `prepare` runs before the system's window (an install), outside the
+    measured start-up.
     """
 
     key: str
     label: str
     launch: Callable[[Stage], list[Proc]]
+    intent: Callable[[], Intent]
     prepare: Callable[[], object] | None = None
+    skew_env: dict[str, str] = field(default_factory=dict)
 
 
 def launch_cronwork(stage: Stage) -> list[Proc]:
@@ -149,9 +160,25 @@ def launch_apscheduler(stage: Stage) -> list[Proc]:
     return replicas
 
 
+# libfaketime 0.9.10 (Debian 12) reports CLOCK_MONOTONIC shifted like the wall clock but does
+# not wrap sem_clockwait, which Python 3.11 uses for a lock or Event wait with a timeout: the
+# deadline is on the faked clock, the wait on the real one, so `Event.wait(0.5)` never returns.
+# APScheduler's BlockingScheduler sleeps in `Event.wait`: its skewed replica would hang at start
+# and push nothing, an artefact of the tool, not of a fast host clock. Its replica keeps the
+# real monotonic clock instead (what a host whose wall clock is off has anyway). Not for the
+# others: with it, libfaketime's clock_nanosleep fails `time.sleep` with EINVAL.
+APSCHEDULER_SKEW_ENV = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
 SYSTEMS = (
-    System("cronwork", "Cronwork", launch_cronwork),
-    System("rqscheduler", "rq-scheduler 0.14 -i 1", launch_rq_scheduler),
-    System("rqcron", "RQ 3.0 rq cron", launch_rq_cron),
-    System("apscheduler", "APScheduler 3 RedisJobStore", launch_apscheduler, prepare=bench_python),
+    System("cronwork", "Cronwork", launch_cronwork, lambda: JobIdTick(CRONWORK_ID, "job id")),
+    System("rqscheduler", "rq-scheduler 0.14 -i 1", launch_rq_scheduler, ZsetScoreTick),
+    System("rqcron", "RQ 3.0 rq cron", launch_rq_cron, CronHashTick),
+    System(
+        "apscheduler",
+        "APScheduler 3 RedisJobStore",
+        launch_apscheduler,
+        lambda: JobIdTick(APSCHEDULER_ID, "job id (run time from its executor's log record)"),
+        prepare=bench_python,
+        skew_env=APSCHEDULER_SKEW_ENV,
+    ),
 )

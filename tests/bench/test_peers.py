@@ -1,23 +1,46 @@
-"""The pure parts of `python -m bench peers`: MONITOR parsing, tick attribution, the counts."""
+"""The pure parts of `python -m bench peers`: MONITOR parsing, tick attribution (by push time, and by
+the tick each system says a push was for in the skew scenario), the counts, the skew report."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import re
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bench import peer_jobs
+from bench.peers import _scenarios
 from bench.peers.analysis import (
     MINUTE,
     SECOND,
     Gap,
+    SkewCount,
+    by_intended_tick,
+    count_by_intent,
     count_ticks,
     expected_ticks,
     first_pushes,
     gap_around,
+    intended_tick,
     lateness,
+    nearest_tick,
     pair_starts,
     start_latency,
     tick_of,
+)
+from bench.peers.intent import (
+    APSCHEDULER_ID,
+    CRONWORK_ID,
+    CronHashTick,
+    JobIdTick,
+    ZsetScoreTick,
+    cron_next_times,
+    zadd_pairs,
 )
 from bench.peers.monitor import (
     EventCollector,
@@ -28,7 +51,10 @@ from bench.peers.monitor import (
     parse_line,
     split_args,
 )
+from bench.peers.report import Failure, ms, render_skew, skew_row, skew_targets
+from bench.peers.runner import SkewOutcome
 from bench.peers.sockets import client_port, parse_tcp_table, socket_inode
+from bench.peers.systems import SYSTEMS, Stage
 
 Q = "peers_x_sec"
 
@@ -103,6 +129,16 @@ def test_a_script_push_is_credited_to_the_eval_line_after_it_on_redis_7() -> Non
     collector.feed(line(11.0, "lua", "RPUSH", f"rq:queue:{Q}", "cw-1"))
     collector.feed(line(11.0, "127.0.0.1:7000", "EVALSHA", "abc", "1", "k"))
     assert [(p.job_id, p.client) for p in collector.pushes] == [("cw-1", "127.0.0.1:7000")]
+
+
+def test_every_id_of_one_script_rpush_is_credited_to_the_caller_on_redis_7() -> None:
+    collector = EventCollector({Q}, caller_follows=True)
+    collector.feed(line(11.0, "lua", "RPUSH", f"rq:queue:{Q}", "cw-1", "cw-2"))
+    collector.feed(line(11.0, "127.0.0.1:7000", "EVALSHA", "abc", "1", "k"))
+    assert [(p.job_id, p.client) for p in collector.pushes] == [
+        ("cw-1", "127.0.0.1:7000"),
+        ("cw-2", "127.0.0.1:7000"),
+    ]
 
 
 def test_starts_are_rqs_started_at_of_pushed_jobs_only() -> None:
@@ -219,3 +255,177 @@ def test_client_port_of_monitor_client_fields() -> None:
     assert client_port("[::1]:44936") == 44936
     assert client_port("lua") is None
     assert client_port("unix:/tmp/redis.sock") is None
+
+
+# -- the skew scenario: the tick each push was meant for -----------------------------------------
+
+
+def quoted(*args: str) -> str:
+    """Arguments as MONITOR quotes them (`"` and `\\` escaped)."""
+    return " ".join('"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"' for a in args)
+
+
+def mline(at: float, client: str, *args: str) -> bytes:
+    return f"+{at:.6f} [0 {client}] {quoted(*args)}".encode()
+
+
+def meant(at: float, tick: float | None, job_id: str = "j", seq: int = 0, client: str = "c") -> Push:
+    return Push(at, Q, job_id, client, seq, tick)
+
+
+def test_cronwork_and_apscheduler_ids_carry_the_tick() -> None:
+    cronwork = JobIdTick(CRONWORK_ID, "job id")
+    assert cronwork.intended(Q, "cronwork-peers_second-1795994945", "c") == 1795994945
+    assert cronwork.intended(Q, "cronwork-peers-second-x", "c") is None
+    assert cronwork.intended(Q, "4c1d0c9e-1795994945", "c") is None  # someone else's id
+    aps = JobIdTick(APSCHEDULER_ID, "job id")
+    assert aps.intended(Q, "apscheduler-1795994945-9bd88095915047e1", "c") == 1795994945
+    assert aps.intended(Q, "apscheduler-x-9bd88095915047e1", "c") is None
+
+
+def test_a_push_meant_for_a_tick_is_read_before_it_in_the_stream() -> None:
+    collector = EventCollector({Q}, intent=JobIdTick(CRONWORK_ID, "job id"))
+    collector.feed(line(99.5, "127.0.0.1:1", "RPUSH", f"rq:queue:{Q}", "cronwork-s-100"))
+    assert collector.pushes[0].intended == 100
+
+
+def test_zadd_pairs_skip_the_flags() -> None:
+    args = ["zadd", "k", "XX", "GT", "CH", "12", "a", "13.5", "b", "bad", "c"]
+    assert zadd_pairs(args) == [(12.0, "a"), (13.5, "b")]
+
+
+def test_rq_scheduler_push_is_meant_for_the_score_it_had_before_the_push() -> None:
+    collector = EventCollector({Q}, intent=ZsetScoreTick())
+    collector.feed(line(95.0, "127.0.0.1:9", "ZADD", "rq:scheduler:scheduled_jobs", "100", "job"))
+    collector.feed(line(95.1, "127.0.0.1:9", "ZADD", "rq:other", "50", "job"))  # another set
+    collector.feed(line(98.2, "127.0.0.1:1", "RPUSH", f"rq:queue:{Q}", "job"))  # a fast clock's push
+    collector.feed(line(98.2, "127.0.0.1:1", "ZREM", "rq:scheduler:scheduled_jobs", "job"))
+    collector.feed(line(98.2, "127.0.0.1:1", "ZADD", "rq:scheduler:scheduled_jobs", "101", "job"))
+    collector.feed(line(99.1, "127.0.0.1:2", "RPUSH", f"rq:queue:{Q}", "job"))
+    collector.feed(line(99.2, "127.0.0.1:2", "RPUSH", f"rq:queue:{Q}", "never-scheduled"))
+    assert [p.intended for p in collector.pushes] == [100, 101, None]
+
+
+def cron_jobs(*jobs: tuple[str, str]) -> str:
+    return json.dumps([{"queue_name": q, "next_enqueue_time": t, "cron": "* * * * * *"} for q, t in jobs])
+
+
+def test_cron_next_times_reads_each_queues_next_enqueue_time() -> None:
+    text = cron_jobs((Q, "1970-01-01T00:01:40.000000Z"), ("peers_x_min", "1970-01-01T00:02:00.000000Z"))
+    assert cron_next_times(text) == {Q: 100.0, "peers_x_min": 120.0}
+    assert cron_next_times("not json") == {}
+    assert cron_next_times('[{"queue_name": "q"}, 3]') == {}
+
+
+def test_rq_cron_push_is_meant_for_its_own_replicas_saved_next_time() -> None:
+    collector = EventCollector({Q}, intent=CronHashTick())
+    fast, true = "127.0.0.1:7001", "127.0.0.1:7002"
+    save = lambda at, client, name, t: collector.feed(  # noqa: E731
+        mline(at, client, "HSET", f"rq:cron_scheduler:{name}", "pid", "1", "cron_jobs", cron_jobs((Q, t)))
+    )
+    save(90.0, fast, "fast", "1970-01-01T00:01:40.000000Z")
+    save(90.1, true, "true", "1970-01-01T00:01:40.000000Z")
+    collector.feed(mline(98.0, fast, "RPUSH", f"rq:queue:{Q}", "a"))  # 2 s early, meant for 100
+    save(98.0, fast, "fast", "1970-01-01T00:01:41.000000Z")
+    collector.feed(mline(100.001, true, "RPUSH", f"rq:queue:{Q}", "b"))
+    collector.feed(mline(100.002, "127.0.0.1:7003", "RPUSH", f"rq:queue:{Q}", "c"))  # no hash saved
+    assert [p.intended for p in collector.pushes] == [100, 100, None]
+
+
+def test_apscheduler_replica_takes_the_run_time_from_its_executors_record() -> None:
+    logger = logging.getLogger("test.apscheduler.executors.default")
+    logger.setLevel(logging.INFO)
+    logger.addFilter(peer_jobs.RunTimeFilter())
+    logger.propagate = False
+    run_time = datetime(2026, 11, 29, 23, 59, 35, tzinfo=UTC)
+    logger.info('Running job "%s" (scheduled at %s)', "push_job", run_time)
+    assert peer_jobs._scheduled.run_time == run_time
+    logger.info('Job "%s" executed successfully', "push_job")  # other records change nothing
+    assert peer_jobs._scheduled.run_time == run_time
+    assert re.fullmatch(
+        rf"apscheduler-{int(run_time.timestamp())}-[0-9a-f]{{32}}", peer_jobs.job_id(run_time)
+    )
+    assert peer_jobs.job_id(run_time.replace(microsecond=5)).startswith("apscheduler-x-")
+    assert peer_jobs.job_id(None).startswith("apscheduler-x-")
+
+
+def test_an_early_push_counts_for_its_intended_tick_not_the_previous_one() -> None:
+    pushes = [
+        meant(98.0, 100, seq=1),  # 2 s early
+        meant(100.003, 100, seq=2),  # the same tick again: a duplicate
+        meant(100.0, 101, seq=3),  # 1 s early, at the previous tick's instant
+        meant(103.01, 103, seq=4),
+    ]
+    counts = count_by_intent(pushes, SECOND, 100, 103)
+    assert (counts.expected, counts.pushed, counts.pushes) == (4, 3, 4)
+    assert (counts.early, counts.duplicates, counts.missed, counts.flagged) == (2, 1, 1, 0)
+    assert counts.earliest == pytest.approx(-2.0)
+    assert counts.lateness is not None
+    assert counts.lateness[0] == pytest.approx(-1.0)  # first pushes: -2, -1, +0.01
+
+
+def test_a_push_without_a_said_tick_goes_to_the_nearest_one_flagged() -> None:
+    assert (nearest_tick(99.6, SECOND), nearest_tick(100.4, SECOND), nearest_tick(89.0, MINUTE)) == (
+        100,
+        100,
+        60,
+    )
+    assert intended_tick(meant(99.6, None), SECOND) == (100, False)
+    assert intended_tick(meant(99.6, 101), SECOND) == (101, True)
+    counts = count_by_intent([meant(99.6, None), meant(101.2, 100.5), meant(50.0, 50)], SECOND, 100, 101)
+    assert (counts.pushed, counts.early, counts.flagged, counts.stray, counts.missed) == (1, 1, 1, 1, 1)
+
+
+def test_pushes_by_intended_tick_keep_stream_order() -> None:
+    groups = by_intended_tick([meant(100.2, 100, seq=5), meant(99.0, 100, seq=2)], SECOND, 100, 100)
+    assert [p.seq for p in groups[100]] == [2, 5]
+
+
+# -- the skew report and options -------------------------------------------------------------------
+
+
+def test_milliseconds_of_early_pushes_keep_their_sign() -> None:
+    assert ms(-1.99885) == "-1999 ms"
+    assert ms(-0.0123) == "-12.3 ms"
+    assert ms(None) == "—"
+
+
+def skew_outcome(key: str, second: SkewCount, minute: SkewCount | None = None) -> SkewOutcome:
+    system = next(s for s in SYSTEMS if s.key == key)
+    empty = SkewCount(0, 0, 0, 0, None, 0, 0, 0, 0, None)
+    return SkewOutcome(system, "+2s", second, minute or empty, {"replica-a": 7, "replica-b": 5}, "job id")
+
+
+def test_skew_row_and_cronworks_targets() -> None:
+    good = skew_outcome("cronwork", SkewCount(12, 12, 12, 0, None, 0, 0, 0, 0, (0.001, 0.006)))
+    bad = skew_outcome("rqcron", SkewCount(12, 12, 24, 12, -1.999, 12, 0, 2, 0, (-1.999, -1.995)))
+    assert (
+        "| Cronwork | 12/12 | 12 | 0 | 0 | 0 | 1.0 ms | 6.0 ms | replica-a (+2s) 7, replica-b 5 |"
+        in skew_row(good)
+    )
+    assert "| 12 (-1999 ms) | 12 |" in skew_row(bad) and "2 pushes unexplained" in skew_row(bad)
+    assert skew_targets([bad]) is None
+    text = skew_targets([good, bad])
+    assert text is not None and "MISSED" not in text and text.count("ok") == 4
+    early = skew_outcome("cronwork", SkewCount(12, 12, 12, 1, -0.2, 0, 0, 0, 0, (0.001, 0.006)))
+    assert "early pushes 1 = 0 MISSED" in (skew_targets([early]) or "")
+    lines = render_skew([good], [Failure("x", "X", "boom")], 12, "+2s")
+    assert "| X | failed: boom |" in lines and lines[-1].startswith("Cronwork skew targets")
+
+
+def test_scenarios_option_keeps_normal_first_and_rejects_unknown_names() -> None:
+    assert _scenarios("skew, normal") == ["normal", "skew"]
+    assert _scenarios("skew") == ["skew"]
+    with pytest.raises(argparse.ArgumentTypeError):
+        _scenarios("normal,drift")
+    with pytest.raises(argparse.ArgumentTypeError):
+        _scenarios(" , ")
+
+
+def test_the_skewed_replica_gets_its_variables_on_top_of_the_stages(tmp_path: Path) -> None:
+    stage = Stage("x", "redis://127.0.0.1:1/0", tmp_path, extra_env={"replica-a": {"PEERS_PROBE": "skewed"}})
+    show = [sys.executable, "-c", "import os; print(os.environ.get('PEERS_PROBE'), os.environ['REDIS_URL'])"]
+    for name in ("replica-a", "replica-b"):
+        assert stage.start(name, show).wait(30) == 0
+    assert (tmp_path / "replica-a.log").read_text().split() == ["skewed", "redis://127.0.0.1:1/0"]
+    assert (tmp_path / "replica-b.log").read_text().split() == ["None", "redis://127.0.0.1:1/0"]
