@@ -9,7 +9,11 @@ steps, `every`, five zones, kwargs) is:
   at an earlier tick came first, as in `bench burst`), then the same tick again: exactly once
   means the pass pushed one run per schedule and the replay none;
 - left to a real `python -m scheduler_boot` for 20 s in which nothing is due: its CPU seconds
-  per minute (utime + stime from /proc).
+  per minute (utime + stime from /proc);
+- then, under that running scheduler, every schedule due at one tick: when the first and the
+  last run were pushed (the ledger's push times, Redis's clock) and that each was pushed once.
+  This is the target's figure: the loop plans a pass ahead of its instant, so what follows
+  the tick is the push itself. The one-pass "burst ms" column is plan + push, called at once.
 
 No schedule fires at a second past :29 of a minute (the file is made so), which leaves each
 minute's :30-:59 quiet: the burst's tick and the idle window are placed there, so no real tick
@@ -50,6 +54,7 @@ FUNCS = (
 )
 QUIET_FROM = 30  # second of the minute from which no generated schedule fires
 IDLE_SECONDS = 20.0
+LIVE_LEAD = 4.0  # seconds between the idle window's end and the live burst's tick
 READY_TIMEOUT = 120.0
 
 # Targets of issue 11 (parse per schedule judged from 1,000 schedules up).
@@ -104,6 +109,10 @@ class Row:
     burst_queue: int = -1
     replay_enqueued: int = -1
     idle_s_per_min: float = math.nan
+    live_pushed: int = -1  # runs of the live burst's tick in the ledger
+    live_queue: int = -1
+    live_first_s: float = math.nan  # first push minus tick (Redis's clock)
+    live_last_s: float = math.nan  # last push minus tick
 
     @property
     def startup_s(self) -> float:
@@ -234,8 +243,32 @@ def idle_cpu(rows: list[Row], redis_for: dict[int, EmbeddedRedis], base: Path) -
         for row in rows:
             used = cpu_seconds(procs[row.size].pid) - before[row.size]
             row.idle_s_per_min = used * 60 / IDLE_SECONDS
+        live_burst(rows, redis_for, quiet + 1 + IDLE_SECONDS + LIVE_LEAD)
     finally:
         stop(*procs.values())
+
+
+def live_burst(rows: list[Row], redis_for: dict[int, EmbeddedRedis], tick: float) -> None:
+    """Every schedule due at `tick` (still in the quiet half minute) under the running
+    scheduler: from the ledger, when the first and the last run were pushed (Redis's clock)
+    and that each was pushed once."""
+    keys = Keys()
+    for row in rows:
+        conn = Redis.from_url(redis_for[row.size].url)
+        conn.delete(json_queue("default", conn).key)
+        conn.zadd(RQ_SCHEDULER_SET, dict.fromkeys(templates(conn, keys), tick), xx=True)
+    wait_until(tick + 3 + max(row.size for row in rows) / 2000)
+    for row in rows:
+        conn = Redis.from_url(redis_for[row.size].url)
+        names = [m.removeprefix(f"{keys.prefix}-") for m in templates(conn, keys)]
+        with conn.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hmget(keys.run_record(name, int(tick)), "enqueued_at")
+            pushed = [datetime.fromisoformat(v.decode()).timestamp() for (v,) in pipe.execute() if v]
+        row.live_pushed = len(pushed)
+        row.live_queue = json_queue("default", conn).count
+        if pushed:
+            row.live_first_s, row.live_last_s = min(pushed) - tick, max(pushed) - tick
 
 
 def cpu_seconds(pid: int) -> float:
@@ -274,6 +307,14 @@ def print_table(rows: list[Row]) -> None:
                 f"    burst of {row.size}: enqueued {row.burst_enqueued}, queue {row.burst_queue}, "
                 f"replay enqueued {row.replay_enqueued}"
             )
+    print("\nlive: a running `python -m scheduler_boot`, every schedule due at one tick (pushes by Redis's clock)")
+    for row in rows:
+        once = row.live_pushed == row.live_queue == row.size
+        print(
+            f"{row.size:>9,} | first push {row.live_first_s * 1000:>8.1f} ms | last push "
+            f"{row.live_last_s * 1000:>8.1f} ms after the tick | pushed {row.live_pushed:,}, queue "
+            f"{row.live_queue:,} | {'exactly once' if once else 'NOT EXACTLY ONCE'}"
+        )
     by_size = {row.size: row for row in rows}
     largest = rows[-1]
     checks: list[tuple[str, str, bool]] = []
@@ -302,9 +343,9 @@ def print_table(rows: list[Row]) -> None:
     ]
     for size, target in BURST_S.items():
         if size in by_size:
-            burst_s = by_size[size].burst_s
+            last = by_size[size].live_last_s
             checks.append(
-                (f"burst of {size:,} ≤ {target * 1000:g} ms", f"{burst_s * 1000:.0f} ms", burst_s <= target)
+                (f"live: {size:,} due at once, last push ≤ {target * 1000:g} ms", f"{last * 1000:.0f} ms", last <= target)
             )
     checks.append(
         (
@@ -313,13 +354,8 @@ def print_table(rows: list[Row]) -> None:
             big.idle_s_per_min <= IDLE_10K_S_PER_MIN,
         )
     )
-    checks.append(
-        (
-            "exactly once at every size",
-            "yes" if all(r.exactly_once for r in rows) else "NO",
-            all(r.exactly_once for r in rows),
-        )
-    )
+    once = all(r.exactly_once and r.live_pushed == r.live_queue == r.size for r in rows)
+    checks.append(("exactly once at every size (pass, replay, live)", "yes" if once else "NO", once))
     print()
     for label, figure, ok in checks:
         print(f"{label:<48} {figure:>14}  {'ok' if ok else 'MISSED'}")

@@ -33,6 +33,7 @@ from typing import Any, cast
 
 import msgpack  # type: ignore[import-untyped]  # no stubs; packb is all we use
 from redis import Redis
+from redis.exceptions import NoScriptError
 from rq import Queue
 from rq.results import Result
 
@@ -239,18 +240,17 @@ class Dispatcher:
         ]
 
     def dispatch(self, templates: Sequence[PlannedTemplate]) -> Dispatched:
-        batches = [self._args(templates[i : i + BATCH]) for i in range(0, len(templates), BATCH)]
-        if not batches:
-            return Dispatched()
-        if len(batches) == 1:  # EVALSHA straight away: no pipeline's SCRIPT EXISTS round trip
-            replies = [self._script(keys=self._keys, args=batches[0])]
-        else:
-            with self.connection.pipeline(transaction=False) as pipe:
-                for args in batches:
-                    self._script(keys=self._keys, args=args, client=pipe)
-                replies = pipe.execute()
+        """Prepare and send at once (a pass called at its instant)."""
+        return self.send(self.prepare(templates))
+
+    def prepare(self, templates: Sequence[PlannedTemplate]) -> list[list[Any]]:
+        """The scripts' arguments, packed: done ahead of the instant, with the plan."""
+        return [self._args(templates[i : i + BATCH]) for i in range(0, len(templates), BATCH)]
+
+    def send(self, batches: Sequence[Sequence[Any]]) -> Dispatched:
+        """Run the script over prepared batches: one round trip for all of them."""
         out = Dispatched()
-        for reply in replies:
+        for reply in self._evalsha(batches):
             enqueued, missed, moved, pruned, paused, early = cast(list[Any], reply)
             out.enqueued += [(id_.decode(), float(lag)) for id_, lag in _pairs(enqueued)]
             out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
@@ -259,6 +259,24 @@ class Dispatcher:
             out.paused += int(paused)
             out.early += int(early)
         return out
+
+    def _evalsha(self, batches: Sequence[Sequence[Any]]) -> list[Any]:
+        """EVALSHA of every batch in one pipeline. Not through redis-py's Script on a pipeline,
+        which first sends SCRIPT EXISTS: a round trip between the instant and the push. A
+        Redis that lost its script cache (a restart) answers NOSCRIPT, which changes nothing:
+        those batches are sent again through the Script, which loads it."""
+        if not batches:
+            return []
+        with self.connection.pipeline(transaction=False) as pipe:
+            for args in batches:
+                pipe.execute_command("EVALSHA", self._script.sha, len(self._keys), *self._keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError):
+                replies[i] = self._script(keys=self._keys, args=batches[i])
+            elif isinstance(reply, Exception):
+                raise reply
+        return replies
 
     def _args(self, templates: Sequence[PlannedTemplate]) -> list[Any]:
         keys = self.keys

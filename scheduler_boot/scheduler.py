@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 from uuid import uuid4
 
 from redis import Redis, WatchError
@@ -50,7 +51,8 @@ log = logging.getLogger(__name__)
 LOCK_TTL = 3.0  # seconds; a dead replica's housekeeping lock is free again this soon
 MAX_SLEEP = 1.0  # seconds between passes at most
 PLAN_MARGIN = 0.005  # seconds a pass is planned ahead of its instant at least
-MAX_PLAN_AHEAD = 0.9
+MAX_PLAN_AHEAD = 2.0  # seconds at most (a plan made early reads pauses and definitions early)
+PLAN_COST_GUESS = 1e-4  # seconds per template, until a pass measured it
 EARLY_RETRY = 0.001  # seconds before retrying a pass Redis's clock found early
 LOGGED_RUNS = 50  # runs of one pass logged one by one; beyond, one summary line
 OUTAGE_BACKOFF_MAX = 5.0
@@ -62,6 +64,7 @@ class Plan:
 
     at: float
     templates: list[PlannedTemplate] = field(default_factory=list)
+    batches: list[list[Any]] = field(default_factory=list)  # the scripts' arguments, packed
     orphans: list[str] = field(default_factory=list)  # due templates without a definition
     foreign: list[str] = field(default_factory=list)  # due scheduled jobs that are not ours
 
@@ -92,7 +95,7 @@ class CronworkScheduler(Scheduler):
         self._hashes: dict[str, RunJobHashes] = {}
         self._specs: dict[str, tuple[bytes, ScheduleSpec]] = {}
         self.dispatcher = Dispatcher(connection, keys, self.name)
-        self._plan_ahead = 0.05
+        self._plan_cost = PLAN_COST_GUESS  # seconds of planning per due template, measured
 
     # -- housekeeping lock --------------------------------------------------------------------
 
@@ -142,6 +145,7 @@ class CronworkScheduler(Scheduler):
                     plan.orphans.append(name)
                     continue
                 plan.templates.append(self._plan_template(spec, score, name in paused, at_dt))
+            plan.batches = self.dispatcher.prepare(plan.templates)
         return plan
 
     def fire(self, plan: Plan) -> list[str]:
@@ -150,7 +154,7 @@ class CronworkScheduler(Scheduler):
         return [job_id for job_id, _ in self._fire(plan).enqueued]
 
     def _fire(self, plan: Plan) -> Dispatched:
-        done = self.dispatcher.dispatch(plan.templates)
+        done = self.dispatcher.send(plan.batches)
         for name in plan.orphans:
             # A template without a definition cannot be computed; the next sync removes it.
             log.warning("orphan template schedule=%s: unscheduled until the next sync", name)
@@ -298,10 +302,13 @@ class CronworkScheduler(Scheduler):
     # -- the loop ---------------------------------------------------------------------------
 
     def next_instant(self) -> float:
-        """When the next pass is due: the earliest scheduled score, at most an interval away."""
+        """When the next pass is due: the earliest scheduled score when it is close enough to
+        be planned ahead of, else an interval from now (the loop looks again then)."""
         first = self.connection.zrange(RQ_SCHEDULER_SET, 0, 0, withscores=True)
         latest = self.clock() + float(self._interval)
-        return min(first[0][1], latest) if first else latest
+        if first and first[0][1] <= latest + MAX_PLAN_AHEAD:
+            return float(first[0][1])
+        return latest
 
     def _install_signal_handlers(self) -> None:
         """SIGINT/SIGTERM finish the current pass, then exit cleanly."""
@@ -351,18 +358,27 @@ class CronworkScheduler(Scheduler):
                 log.warning("could not register death: redis unreachable")
 
     def _pass(self) -> None:
-        """Wait for the next instant, planning ahead of it by about twice the last plan's time."""
+        """Wait for the next instant; plan it ahead of time, by an estimate of how long planning
+        the templates due then takes (their count × the cost per template measured so far,
+        doubled, at most MAX_PLAN_AHEAD), so the push itself lands at the instant."""
         self.heartbeat()
         if isinstance(self.clock, RedisClock):
             self.clock.refresh()
         at = self.next_instant()
-        self._sleep_until(at - self._plan_ahead)
+        due = int(self.connection.zcount(RQ_SCHEDULER_SET, 0, at))
+        wake = at - min(PLAN_MARGIN + 2 * due * self._plan_cost, MAX_PLAN_AHEAD)
+        if wake - self.clock() > float(self._interval):
+            self._sleep_until(self.clock() + float(self._interval))  # look again before then
+            self._beat()
+            return
+        self._sleep_until(wake)
         if self._stop_requested:
             return
         started = time.perf_counter()
         plan = self.plan(at)
-        took = time.perf_counter() - started
-        self._plan_ahead = min(max(2 * took + PLAN_MARGIN, PLAN_MARGIN), MAX_PLAN_AHEAD)
+        if plan.templates:
+            per_template = (time.perf_counter() - started) / len(plan.templates)
+            self._plan_cost = (self._plan_cost + per_template) / 2
         self._sleep_until(at)
         if self._stop_requested:
             return

@@ -198,3 +198,16 @@ def test_a_tick_still_ahead_of_redis_clock_is_never_pushed(redis: Redis) -> None
     assert (done.early, done.enqueued) == (1, [])
     assert json_queue("default", redis).count == 0 and Ledger(redis, KEYS).history("plain") == []
     assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("plain")) == ahead.timestamp()
+
+
+def test_a_redis_that_lost_its_scripts_still_gets_each_push_once(redis: Redis) -> None:
+    """After a Redis restart the script cache is empty: NOSCRIPT changes nothing, the batch is
+    sent again with the script."""
+    s = spec("plain")
+    due(redis, s, T0)
+    dispatcher = Dispatcher(redis, KEYS, "a")
+    batches = dispatcher.prepare([template(redis, s, [T0])])
+    redis.script_flush()
+    done = dispatcher.send(batches)
+    assert len(done.enqueued) == 1 and json_queue("default", redis).count == 1
+    assert dispatcher.send(batches).moved == 1  # the same prepared batch again: fenced
