@@ -266,7 +266,9 @@ def live_burst(rows: list[Row], redis_for: dict[int, EmbeddedRedis], tick: float
                 pipe.hmget(keys.run_record(name, int(tick)), "enqueued_at")
             pushed = [datetime.fromisoformat(v.decode()).timestamp() for (v,) in pipe.execute() if v]
         row.live_pushed = len(pushed)
-        row.live_queue = json_queue("default", conn).count
+        # Only this tick's runs: ticks of the schedules' own after the minute turns join the queue.
+        suffix = f"-{int(tick)}"
+        row.live_queue = sum(job_id.endswith(suffix) for job_id in json_queue("default", conn).job_ids)
         if pushed:
             row.live_first_s, row.live_last_s = min(pushed) - tick, max(pushed) - tick
 
