@@ -69,6 +69,9 @@ class AppJob(JSONJob):
     """An RQ job that runs inside the bound Flask app's context."""
 
     flask_app: ClassVar[Flask | None] = None
+    # Built once by bind_app in the worker's process, so a horse (a fresh fork for each job)
+    # does not build it again.
+    recorder: ClassVar[RunRecorder | None] = None
     outcome: RunState | None = None  # SKIPPED_OVERLAP when the run did not execute
     ledger_done = False  # the run had already ended in the ledger: nothing to record
 
@@ -91,7 +94,7 @@ class AppJob(JSONJob):
                 db.session.remove()
 
     def _perform_with_lock(self, app: Flask) -> Any:
-        recorder = RunRecorder(cronwork.redis(app), cronwork.keys(app))
+        recorder = self.recorder or RunRecorder(cronwork.redis(app), cronwork.keys(app))
         meta = self.meta if isinstance(self.meta, dict) else {}
         ttl = 0
         if meta.get("overlap") == "skip":
@@ -118,5 +121,7 @@ class AppJob(JSONJob):
 
 
 def bind_app(app: Flask) -> type[AppJob]:
-    """An AppJob subclass bound to `app`."""
-    return type("BoundAppJob", (AppJob,), {"flask_app": app})
+    """An AppJob subclass bound to `app`, recording runs on the app's Redis client (set the
+    worker's client with cronwork.use_connection first: horses then reconnect once)."""
+    recorder = RunRecorder(cronwork.redis(app), cronwork.keys(app))
+    return type("BoundAppJob", (AppJob,), {"flask_app": app, "recorder": recorder})

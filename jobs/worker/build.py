@@ -6,6 +6,8 @@ import importlib
 import pkgutil
 
 from flask import Flask
+from redis import Redis
+from redis.driver_info import DriverInfo
 from rq import Worker
 
 from app.extensions import cronwork
@@ -54,9 +56,21 @@ def preload_jobs() -> None:
         importlib.import_module(module.name)
 
 
+def resolve_client_info_once(connection: Redis) -> None:
+    """Give the client's pool the library name and version it reports (CLIENT SETINFO),
+    resolved once here.
+
+    Without it redis-py resolves them for every new connection by parsing its package
+    metadata (importlib.metadata, about 1 ms), and every horse opens a new connection.
+    What Redis is told stays the same (pinned in tests/jobs/test_rq_contract.py).
+    """
+    connection.connection_pool.connection_kwargs.setdefault("driver_info", DriverInfo())
+
+
 def build_worker(app: Flask, queue_names: list[str], name: str | None = None) -> CronworkWorker:
     """A worker on the app's Redis, with the app-bound Job class on its queues."""
     connection = redis_from_settings(cronwork.settings(app))
+    resolve_client_info_once(connection)
     # One client for rq and the app: each horse then reconnects once, not twice.
     cronwork.use_connection(app, connection)
     job_class = bind_app(app)

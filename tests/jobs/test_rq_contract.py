@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import rq
 from redis import Redis
+from redis.driver_info import DriverInfo
 from rq import Queue, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError, DeserializationError
 from rq.intermediate_queue import IntermediateQueue
@@ -26,8 +27,10 @@ from rq.registry import StartedJobRegistry
 from rq.worker import BaseWorker
 from rq_scheduler import Scheduler
 
+from cronwork.connection import make_redis
 from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
 from jobs.worker import CronworkWorker
+from jobs.worker.build import resolve_client_info_once
 from jobs.worker.intermediate import STUCK_IN_INTERMEDIATE
 from jobs.worker.recording import retry_without_rerun
 from jobs.worker.refusal import refusal
@@ -53,6 +56,7 @@ OVERRIDDEN = {
         "(self, timeout: 'int | None', max_idle_time: 'int | None' = None) -> 'tuple[Job, Queue] | None'"
     ),
     "execute_job": "(self, job: 'Job', queue: 'Queue')",
+    "fork_work_horse": "(self, job: 'Job', queue: 'Queue')",
     "get_heartbeat_ttl": "(self, job: 'Job', working_time: 'float' = 0.0) -> 'int'",
     "handle_job_failure": (
         "(self, job: 'Job', queue: 'Queue', started_job_registry=None, exc_string='', "
@@ -63,7 +67,6 @@ OVERRIDDEN = {
         "execution: 'Execution')"
     ),
     "heartbeat": "(self, timeout: 'int | None' = None, pipeline: 'Pipeline | None' = None)",
-    "main_work_horse": "(self, job: 'Job', queue: 'Queue')",
     "request_stop": "(self, signum, frame)",
     "run_maintenance_tasks": "(self)",
     "teardown": "(self)",
@@ -77,7 +80,6 @@ REPLACED_ATTRIBUTES = {
 # rq methods the mixins call, with the arguments they pass.
 CALLED = {
     "prepare_execution": "(self, job: 'Job') -> 'Execution'",
-    "fork_work_horse": "(self, job: 'Job', queue: 'Queue')",
     "monitor_work_horse": "(self, job: 'Job', queue: 'Queue', execution: 'Execution')",
     "maintain_heartbeats": "(self, job: 'Job', execution: 'Execution')",
     "set_state": "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
@@ -320,3 +322,19 @@ def test_rq_scheduler_writes_json_jobs_that_are_not_refused(redis: Redis) -> Non
     stored = JSONJob.fetch(job.id, connection=redis)
     assert json.loads(stored.data)[0] == "jobs.diagnostics.sleep"
     assert refusal(redis, stored) is None
+
+
+def test_a_pools_driver_info_reaches_every_new_connection(redis_url: str) -> None:
+    """jobs.worker.build.resolve_client_info_once (redis-py 8): each new connection (one per
+    horse) takes the pool's `connection_kwargs`, uses a DriverInfo found there as it is instead
+    of resolving the library version from the package metadata again, and so tells Redis the
+    same CLIENT SETINFO as a client left to its defaults."""
+    client = make_redis(redis_url)
+    default = client.connection_pool.make_connection().driver_info
+    assert "get_lib_version()" in inspect.getsource(DriverInfo.__post_init__)
+    resolve_client_info_once(client)
+    made = client.connection_pool.make_connection().driver_info
+    assert made is client.connection_pool.connection_kwargs["driver_info"]
+    assert default is not None and made is not None
+    assert (made.formatted_name, made.lib_version) == (default.formatted_name, default.lib_version)
+    client.close()
