@@ -22,7 +22,7 @@ from tests.scheduler_boot.test_ha_e2e import EVERY_SECOND, executed_ticks
 
 pytestmark = pytest.mark.slow
 
-WINDOW = 12  # seconds of ticks checked per case
+WINDOW = 7  # seconds of ticks checked per case
 
 
 @pytest.fixture
