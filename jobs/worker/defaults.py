@@ -18,6 +18,9 @@ MAINTENANCE_LOCK_TTL = 2 * MAINTENANCE_INTERVAL  # a cleaning pass takes millise
 # suspended, every JOB_MONITORING_INTERVAL when busy: three can be missed. A dead worker's
 # name is free again this soon.
 WORKER_KEY_TTL = 3 * MAINTENANCE_INTERVAL
+# rq heartbeats the worker key three times per job besides the heartbeat it pipelines with its
+# suspension check; a heartbeat this soon after the previous one is skipped (WorkerKeyMixin).
+HEARTBEAT_MIN_GAP = 1.0
 SHUTDOWN_GRACE = 60.0  # seconds SIGTERM waits for the current job
 # Longest wait between two attempts to reach Redis during an outage (rq: 60 s, growing
 # from 1 s by x2, BaseWorker.max_connection_wait_time): the worker resumes at most this

@@ -25,13 +25,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import Any
 
 from redis.client import Pipeline
 from rq import Worker, worker_registration
 from rq.defaults import DEFAULT_LOGGING_DATE_FORMAT, DEFAULT_LOGGING_FORMAT
 
-from jobs.worker.defaults import WORKER_KEY_TTL
+from jobs.worker.defaults import HEARTBEAT_MIN_GAP, WORKER_KEY_TTL
 
 log = logging.getLogger(__name__)
 
@@ -94,17 +95,27 @@ class ParentDeathMixin(Worker):
 
 
 class WorkerKeyMixin(Worker):
-    """Caps the worker key's TTL; re-registers the worker when its key had expired."""
+    """Caps the worker key's TTL, re-registers the worker when its key had expired, and
+    writes the key only when that changes something."""
+
+    _beat_at: float | None = None  # time.monotonic() of the last heartbeat sent on its own
 
     def heartbeat(self, timeout: int | None = None, pipeline: Pipeline | None = None) -> None:
         ttl = min(timeout or WORKER_KEY_TTL, WORKER_KEY_TTL)
         if pipeline is not None:
             super().heartbeat(ttl, pipeline)
             return
+        # rq sends one before and one after each dequeue and one after each job: three round
+        # trips a job on a busy worker for a key that lives WORKER_KEY_TTL. One a second keeps
+        # it as alive and `last_heartbeat` within a second (bench/worker.py).
+        now = time.monotonic()
+        if self._beat_at is not None and now - self._beat_at < HEARTBEAT_MIN_GAP:
+            return
         with self.connection.pipeline() as pipe:
             super().heartbeat(ttl, pipe)
             pipe.sismember(self.redis_workers_keys, self.key)
             replies = pipe.execute()
+        self._beat_at = now
         # rq's heartbeat starts with HSET last_heartbeat: 1 means the field was new, so the key
         # had expired (an outage longer than the TTL) and now holds that field only (the same
         # test as rq's maintain_heartbeats, rq/rq#1450); meanwhile another worker's cleanup may
@@ -117,3 +128,11 @@ class WorkerKeyMixin(Worker):
                 worker_registration.register(self, pipe)
                 pipe.expire(self.key, ttl)
                 pipe.execute()
+
+    def set_state(self, state: str, pipeline: Pipeline | None = None) -> None:
+        # rq sets `idle` after each job and again before the next dequeue. Only this process
+        # writes its state (rq's set_state; the re-registration above writes get_state()),
+        # so the key already holds it: one round trip a job saved.
+        if pipeline is None and state == self.get_state():
+            return
+        super().set_state(state, pipeline)

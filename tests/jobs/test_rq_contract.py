@@ -69,6 +69,7 @@ OVERRIDDEN = {
     "heartbeat": "(self, timeout: 'int | None' = None, pipeline: 'Pipeline | None' = None)",
     "request_stop": "(self, signum, frame)",
     "run_maintenance_tasks": "(self)",
+    "set_state": "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
     "teardown": "(self)",
 }
 # rq attributes replaced (not methods): their kind stays what the mixins assume.
@@ -82,7 +83,6 @@ CALLED = {
     "prepare_execution": "(self, job: 'Job') -> 'Execution'",
     "monitor_work_horse": "(self, job: 'Job', queue: 'Queue', execution: 'Execution')",
     "maintain_heartbeats": "(self, job: 'Job', execution: 'Execution')",
-    "set_state": "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
     "increment_failed_job_count": "(self, pipeline: 'Pipeline | None' = None)",
     "serialize": "(self) -> 'dict'",
     "push_exc_handler": "(self, handler_func)",
@@ -295,6 +295,16 @@ def test_heartbeat_on_a_pipeline_starts_with_hset_of_last_heartbeat(redis: Redis
             Worker.heartbeat(worker, 45, pipe)
             assert pipe.execute()[0] == expected
     assert 0 < redis.ttl(worker.key) <= 45
+
+
+def test_the_worker_state_is_written_by_set_state_alone() -> None:
+    """WorkerKeyMixin.set_state skips writing the state this process last wrote: rq must keep
+    it in what get_state returns and write it nowhere else (serialize leaves it out)."""
+    assert inspect.getsource(rq.worker.base).count("'state'") == 2  # set_state's HSET, refresh's read
+    assert "connection.hset(self.key, 'state', state)" in inspect.getsource(BaseWorker.set_state)
+    assert "self._state = state" in inspect.getsource(BaseWorker.set_state)
+    assert "return self._state" in inspect.getsource(BaseWorker.get_state)
+    assert "state" not in inspect.getsource(BaseWorker.serialize)
 
 
 def test_a_live_worker_key_blocks_the_name(redis: Redis) -> None:
