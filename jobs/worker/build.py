@@ -61,7 +61,8 @@ def resolve_client_info_once(connection: Redis) -> None:
     resolved once here.
 
     Without it redis-py resolves them for every new connection by parsing its package
-    metadata (importlib.metadata, about 1 ms), and every horse opens a new connection.
+    metadata (importlib.metadata: 0.6 ms warm, 1-2 ms of CPU in a fresh horse), and every
+    horse opens a new connection.
     What Redis is told stays the same (pinned in tests/jobs/test_rq_contract.py).
     """
     connection.connection_pool.connection_kwargs.setdefault("driver_info", DriverInfo())
