@@ -53,6 +53,7 @@ MAX_SLEEP = 1.0  # seconds between passes at most
 PLAN_MARGIN = 0.005  # seconds a pass is planned ahead of its instant at least
 MAX_PLAN_AHEAD = 2.0  # seconds at most (a plan made early reads pauses and definitions early)
 PLAN_COST_GUESS = 1e-4  # seconds per template, until a pass measured it
+FOREIGN_WAIT = 0.1  # seconds a replica without the lock waits while foreign jobs are due
 EARLY_RETRY = 0.001  # seconds before retrying a pass Redis's clock found early
 LOGGED_RUNS = 50  # runs of one pass logged one by one; beyond, one summary line
 OUTAGE_BACKOFF_MAX = 5.0
@@ -249,8 +250,8 @@ class CronworkScheduler(Scheduler):
     def _park_foreign(self, job_id: str, reason: str, park_for: float = 3600.0) -> None:
         """Keep a foreign job we will not enqueue in rq-scheduler's set, due `park_for` s later.
 
-        Left due, it would be fetched at every pass and, as the earliest score, make
-        `seconds_until_next_due` sleep MIN_SLEEP: a busy loop. Remembering its id in memory
+        Left due, it would be fetched at every pass and, as the earliest score, make every
+        replica pass again at once: a busy loop. Remembering its id in memory
         would still leave it due (same spin) and log it again in every replica and after every
         restart. Moving its score leaves the job hash untouched for an operator (the warning
         says why and when it was due), costs one write per job and hour, logs it once an hour
@@ -384,6 +385,11 @@ class CronworkScheduler(Scheduler):
             return
         if self._fire(plan).early:
             time.sleep(EARLY_RETRY)  # Redis's clock is a little behind the estimate: retry soon
+        if plan.foreign and not self._lock_acquired:
+            # Due foreign jobs are the lock holder's; left due they are the earliest score, and
+            # this replica would pass again at once until the holder (or, if it died, the next
+            # one within LOCK_TTL) handles them.
+            self._sleep_until(self.clock() + FOREIGN_WAIT)
         self._beat()
 
     def _sleep_until(self, instant: float) -> None:
