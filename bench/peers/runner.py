@@ -11,7 +11,8 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from bench.peers.analysis import (
     quantiles,
     start_latency,
 )
+from bench.peers.intent import Intent
 from bench.peers.monitor import EventCollector, MonitorTap, Push
 from bench.peers.sockets import owner_of
 from bench.peers.systems import Proc, Stage, System
@@ -111,28 +113,40 @@ def _kill_last_pusher(
     return victim, note
 
 
-def run_system(system: System, server: EmbeddedRedis, seconds: int, folder: Path) -> Outcome:
-    """Run `system` for `seconds` of counted ticks on `server` (flushed first and last)."""
+@contextmanager
+def _running(
+    system: System, server: EmbeddedRedis, stage: Stage, intent: Intent | None = None
+) -> Iterator[tuple[MonitorTap, list[Proc], float]]:
+    """`system`'s replicas on a flushed `server`, watched through MONITOR: yields the tap, the
+    replicas and the first counted tick; stops everything and flushes Redis afterwards."""
     conn = Redis.from_url(server.url)
     conn.flushall()
     version = int(str(conn.info("server")["redis_version"]).split(".")[0])
-    stage = Stage(system.key, server.url, folder)
-    collector = EventCollector({stage.second_queue, stage.minute_queue}, caller_follows=version >= 7)
+    collector = EventCollector(
+        {stage.second_queue, stage.minute_queue}, caller_follows=version >= 7, intent=intent
+    )
     try:
         with MonitorTap("127.0.0.1", server.port, collector) as tap:
             try:
                 replicas = system.launch(stage)
-                t0 = math.floor(_wait_ready(stage, tap, conn)) + SETTLE
-                end = t0 + seconds
-                _sleep_until(t0 + seconds // 2 + 0.5, stage, tap)  # mid-second: the tick's push is in
-                victim, killed = _kill_last_pusher(stage, replicas, tap, server.port)
-                killed_at = time.time()
-                _sleep_until(end + GRACE, stage, tap, spared=victim)
+                yield tap, replicas, math.floor(_wait_ready(stage, tap, conn)) + SETTLE
             finally:
                 stop(*stage.started)
     finally:
         conn.flushall()
         conn.close()
+
+
+def run_system(system: System, server: EmbeddedRedis, seconds: int, folder: Path) -> Outcome:
+    """Run `system` for `seconds` of counted ticks on `server` (flushed first and last)."""
+    stage = Stage(system.key, server.url, folder)
+    with _running(system, server, stage) as (tap, replicas, t0):
+        end = t0 + seconds
+        _sleep_until(t0 + seconds // 2 + 0.5, stage, tap)  # mid-second: the tick's push is in
+        victim, killed = _kill_last_pusher(stage, replicas, tap, server.port)
+        killed_at = time.time()
+        _sleep_until(end + GRACE, stage, tap, spared=victim)
+    collector = tap.collector
 
     second = _second_pushes(collector, stage.second_queue)
     minute = [p for p in collector.pushes if p.queue == stage.minute_queue]
@@ -185,30 +199,16 @@ def _check_skewed(stage: Stage, replicas: list[Proc]) -> None:
 
 def run_skew(system: System, server: EmbeddedRedis, seconds: int, folder: Path, offset: str) -> SkewOutcome:
     """Run `system` for `seconds` of counted ticks with `SKEWED`'s clock shifted by `offset`."""
-    conn = Redis.from_url(server.url)
-    conn.flushall()
-    version = int(str(conn.info("server")["redis_version"]).split(".")[0])
     stage = Stage(
         system.key, server.url, folder, extra_env={SKEWED: {**faketime.skewed_env(offset), **system.skew_env}}
     )
     intent = system.intent()
-    collector = EventCollector(
-        {stage.second_queue, stage.minute_queue}, caller_follows=version >= 7, intent=intent
-    )
-    try:
-        with MonitorTap("127.0.0.1", server.port, collector) as tap:
-            try:
-                replicas = system.launch(stage)
-                t0 = math.floor(_wait_ready(stage, tap, conn)) + SETTLE
-                _check_skewed(stage, replicas)
-                end = t0 + seconds
-                _sleep_until(end + GRACE, stage, tap)
-                owners = _owners((p.client for p in collector.pushes), stage, replicas, server.port)
-            finally:
-                stop(*stage.started)
-    finally:
-        conn.flushall()
-        conn.close()
+    with _running(system, server, stage, intent) as (tap, replicas, t0):
+        _check_skewed(stage, replicas)
+        end = t0 + seconds
+        _sleep_until(end + GRACE, stage, tap)
+        owners = _owners((p.client for p in tap.collector.pushes), stage, replicas, server.port)
+    collector = tap.collector
 
     second = _second_pushes(collector, stage.second_queue)
     minute = [p for p in collector.pushes if p.queue == stage.minute_queue]
