@@ -175,15 +175,36 @@ def parse_duration(text: str) -> timedelta:
     return duration
 
 
-def format_duration(duration: timedelta) -> str:
-    """The inverse of parse_duration: 5400 s -> "1h30m"."""
-    rest = int(duration.total_seconds())
+_UNITS = (("d", "day", 86400), ("h", "hour", 3600), ("m", "minute", 60), ("s", "second", 1))
+
+
+def format_duration(
+    duration: timedelta | float, *, largest: int | None = None, fraction: bool = False, words: bool = False
+) -> str:
+    """A duration as text; the one formatter of the schedule file, the pages and the CLI.
+
+    By default the inverse of parse_duration: 5400 s -> "1h30m". `largest=2` keeps the two
+    largest units (7805 s -> "2h10m"); `fraction` shows what is under a minute as "850ms" or
+    "1.5s" (to 0.1 s under 10 s); `words` spells units out: "1 hour 30 minutes".
+
+    Args:
+        duration: a timedelta, or seconds (negative values are formatted by their size).
+    """
+    seconds = abs(duration.total_seconds() if isinstance(duration, timedelta) else float(duration))
+    if fraction and seconds < 60 and not words:
+        if seconds < 1:
+            return f"{seconds * 1000:.0f}ms"
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    rest = int(seconds)
     parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+    for short, long, size in _UNITS:
         amount, rest = divmod(rest, size)
         if amount:
-            parts.append(f"{amount}{unit}")
-    return "".join(parts) or "0s"
+            parts.append(f"{amount} {long}{'s' if amount > 1 else ''}" if words else f"{amount}{short}")
+    parts = parts[:largest] if largest else parts
+    if not parts:
+        return "0 seconds" if words else "0s"
+    return " ".join(parts) if words else "".join(parts)
 
 
 @lru_cache(maxsize=_CRON_CACHE)

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cron_descriptor import (  # type: ignore[import-untyped]  # ships no py.typed
+    ExpressionDescriptor,
+    FormatException,
+    MissingFieldException,
+    Options,
+    WrongArgumentException,
+)
 from markupsafe import Markup, escape
 
 from app.services.schedules import ScheduleView
 from cronwork.runs import RunState
-from cronwork.timing import CronTrigger, IntervalTrigger, Trigger
+from cronwork.timing import CronTrigger, IntervalTrigger, Trigger, format_duration
 
-_DAY_NAMES = {"sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}
-_DAY_SHORT = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_DAY_LONG = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
+_CRON_OPTIONS = Options()
+_CRON_OPTIONS.use_24hour_time_format = True
 # CSS class of a state's mark and badge, where it differs from the state's name.
 MARK_CLASSES: dict[str, str] = {
     RunState.SKIPPED_OVERLAP: "skipped",
@@ -51,15 +57,27 @@ def mark_class(state: Any) -> str:
     return MARK_CLASSES.get(str(state), str(state))
 
 
-def marks(records: Sequence[dict[str, Any]], zone: str, now: datetime | None = None) -> Markup:
-    """Ledger records (newest first) as a row of coloured marks, oldest first, each with a tooltip.
+def marks(
+    records: Sequence[dict[str, Any]],
+    zone: str,
+    now: datetime | None = None,
+    columns: int = 0,
+    href: str = "",
+) -> Markup:
+    """Ledger records (newest first) as a row of coloured cells, oldest first, each with a tooltip
+    (tick, state, duration, error).
 
-    Built in Python rather than a Jinja macro: the list draws thousands of them per request,
-    and a macro call costs ten times this."""
+    With `columns`, the row is that many cells, the newest at the right and empty cells for runs
+    not there, so the rows of the schedules list line up as a grid (runs ago × schedules). With
+    `href` (a schedule's page), each cell links to its run's row there. Built in Python rather
+    than a Jinja macro: the list draws thousands of them per request, and a macro call costs
+    ten times this."""
     tz = ZoneInfo(zone)
     today = (now or datetime.now(UTC)).astimezone(tz).date()
-    items = []
-    for record in reversed(records):
+    shown = records[:columns] if columns else records
+    items = ['<li class="mark m-none"></li>'] * (columns - len(shown)) if columns else []
+    link = escape(href)
+    for record in reversed(shown):
         state = str(record.get("state") or "unknown")
         manual = record.get("trigger") == "manual"
         tip = [_wall_time(datetime.fromtimestamp(record["tick"], tz), today), state.replace("_", " ")]
@@ -71,12 +89,16 @@ def marks(records: Sequence[dict[str, Any]], zone: str, now: datetime | None = N
         if record.get("error"):
             tip.append(f"{record.get('error_type') or 'Error'}: {record['error']}")
         text = escape(" · ".join(tip))
+        inner = f'<span class="sr">{text}</span>'
+        if href:
+            inner = f'<a href="{link}#run-{int(record["tick"])}">{inner}</a>'
         items.append(
             f'<li class="mark m-{escape(mark_class(state))}{" manual" if manual else ""}" '
-            f'data-state="{escape(state)}" title="{text}"><span class="sr">{text}</span></li>'
+            f'data-state="{escape(state)}" title="{text}">{inner}</li>'
         )
-    label = f"last {len(records)} ticks, oldest first"
-    return Markup(f'<ol class="marks" aria-label="{label}">{"".join(items)}</ol>')
+    label = f"last {len(shown)} ticks, oldest first"
+    grid = " grid-row" if columns else ""
+    return Markup(f'<ol class="marks{grid}" aria-label="{label}">{"".join(items)}</ol>')
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -130,86 +152,32 @@ def start_latency(record: dict[str, Any]) -> float | None:
 
 
 def short_duration(seconds: Any, whole: bool = False) -> str:
-    """Seconds as "850ms", "12.3s", "4m05s", "2h10m", "3d4h"."""
+    """Seconds as the pages show them ("850ms", "12s", "4m5s", "2h10m"), "–" when not a number;
+    cronwork.timing.format_duration does the formatting."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool):
         return "–"
-    if seconds < 1 and not whole:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.0f}s" if whole or seconds >= 10 else f"{seconds:.1f}s"
-    total = int(seconds)
-    for big, big_size, small_size, small_unit in (("d", 86400, 3600, "h"), ("h", 3600, 60, "m")):
-        if total >= big_size:
-            return f"{total // big_size}{big}{(total % big_size) // small_size}{small_unit}"
-    minutes, rest = divmod(total, 60)
-    return f"{minutes}m{rest:02d}s" if rest else f"{minutes}m"
+    return format_duration(seconds, largest=2, fraction=not whole)
 
 
 def trigger_words(trigger: Trigger) -> str:
-    """The trigger in plain words: "every day at 02:00", "every 30 minutes", "Mon–Fri at 09:00"."""
+    """The trigger in plain words: "at 02:00", "every 30 minutes", "at 09:00, Monday through Friday"."""
     if isinstance(trigger, IntervalTrigger):
-        return "every " + _duration_words(int(trigger.every.total_seconds()))
+        words = format_duration(trigger.every, words=True)
+        return "every " + (words[2:] if words.startswith("1 ") and " " not in words[2:] else words)
     if isinstance(trigger, CronTrigger):
-        return _cron_words(trigger) or trigger.describe()
+        return cron_words(trigger.expression)
     return f"once at {trigger.at:%Y-%m-%d %H:%M}"
 
 
-def _duration_words(seconds: int) -> str:
-    parts = []
-    for unit, size in _UNITS:
-        amount, seconds = divmod(seconds, size)
-        if amount:
-            parts.append(f"{amount} {unit}" + ("s" if amount > 1 else ""))
-    if len(parts) == 1 and parts[0].startswith("1 "):
-        return parts[0][2:]  # "every hour", not "every 1 hour"
-    return " ".join(parts)
+@lru_cache(maxsize=4096)
+def cron_words(expression: str) -> str:
+    """A cron expression in words by cron-descriptor, lower-cased like the interval texts.
 
-
-def _cron_words(trigger: CronTrigger) -> str | None:
-    """Common cron shapes in words; None for the rest (shown as the expression)."""
-    fields = trigger.expression.split()
-    second = fields.pop(0) if trigger.has_seconds else "0"
-    minute, hour, dom, month, dow = fields
-    days = _day_words(dom, dow) if month == "*" else None
-    if days is None or not second.isdigit():
-        return None
-    if minute.isdigit() and hour.isdigit():
-        clock = f"{int(hour):02d}:{int(minute):02d}" + (f":{int(second):02d}" if int(second) else "")
-        return f"{days} at {clock}"
-    if int(second):
-        return None
-    if hour == "*" and minute == "*":
-        when = "every minute"
-    elif hour == "*" and minute.startswith("*/") and minute[2:].isdigit():
-        when = f"every {minute[2:]} minutes"
-    elif hour == "*" and minute.isdigit():
-        when = f"every hour at :{int(minute):02d}"
-    elif hour.startswith("*/") and hour[2:].isdigit() and minute.isdigit():
-        when = f"every {hour[2:]} hours at :{int(minute):02d}"
-    else:
-        return None
-    return when if days == "every day" else f"{when}, {days}"
-
-
-def _day_words(dom: str, dow: str) -> str | None:
-    if dom == "*" and dow == "*":
-        return "every day"
-    if dom.isdigit() and dow == "*":
-        return f"on day {int(dom)} of each month"
-    if dom != "*":
-        return None
+    cron-descriptor reads 6 fields as seconds first, like Cronwork (docs/schedule.md), and
+    drops a zero second ("0 0 2 * * *" -> "at 02:00"); tests/app/test_ops_display.py pins both.
+    Cached: the list draws the same few expressions on every row."""
     try:
-        if dow.count("-") == 1 and "," not in dow:
-            low, high = (_day_number(part) for part in dow.split("-"))
-            return f"{_DAY_SHORT[low]}–{_DAY_SHORT[high]}"
-        days = [_day_number(part) for part in dow.split(",")]
-    except (KeyError, ValueError):
-        return None
-    return f"on {_DAY_LONG[days[0]]}s" if len(days) == 1 else "on " + ", ".join(_DAY_SHORT[d] for d in days)
-
-
-def _day_number(text: str) -> int:
-    number = int(text) if text.isdigit() else _DAY_NAMES[text.lower()]
-    if not 0 <= number <= 7:
-        raise ValueError(text)
-    return number
+        text = str(ExpressionDescriptor(expression, _CRON_OPTIONS).get_description())
+    except (FormatException, MissingFieldException, WrongArgumentException):
+        return f"cron {expression}"
+    return text[:1].lower() + text[1:]

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.ops.display import local_time, relative, short_duration, trigger_words
-from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger
+from app.ops.display import cron_words, local_time, relative, short_duration, trigger_words
+from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger, format_duration
 
 
 @pytest.mark.parametrize(
@@ -16,23 +16,24 @@ from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger
     [
         ("* * * * *", "every minute"),
         ("*/5 * * * *", "every 5 minutes"),
-        ("0 * * * *", "every hour at :00"),
-        ("5 * * * *", "every hour at :05"),
-        ("0 2 * * *", "every day at 02:00"),
-        ("20 3 1 * * *", "every day at 01:03:20"),
-        ("0 3 * * 0", "on Sundays at 03:00"),
-        ("0 9 * * 1-5", "Mon–Fri at 09:00"),
-        ("0 9 * * MON-FRI", "Mon–Fri at 09:00"),
-        ("0 9 * * 1,3,5", "on Mon, Wed, Fri at 09:00"),
-        ("0 */6 * * *", "every 6 hours at :00"),
-        ("30 4 15 * *", "on day 15 of each month at 04:30"),
-        ("*/10 * * * 1-5", "every 10 minutes, Mon–Fri"),
-        ("0 0 1 1 *", "cron 0 0 1 1 *"),  # anything unusual: the expression itself
-        ("0 8-18 * * *", "cron 0 8-18 * * *"),
+        ("0 2 * * *", "at 02:00"),
+        ("0 9 * * 1-5", "at 09:00, Monday through Friday"),
+        ("0 9 * * MON-FRI", "at 09:00, Monday through Friday"),
+        ("30 4 15 * *", "at 04:30, on day 15 of the month"),
+        ("*/10 * * * 1-5", "every 10 minutes, Monday through Friday"),
+        # Six fields: cron-descriptor reads the first as seconds, as Cronwork does, and a zero
+        # second reads like the five-field form.
+        ("20 3 1 * * *", "at 01:03:20"),
+        ("0 0 2 * * *", "at 02:00"),
+        ("*/10 * * * * *", "every 10 seconds"),
     ],
 )
-def test_cron_in_words(expression: str, words: str) -> None:
+def test_cron_in_words_by_cron_descriptor(expression: str, words: str) -> None:
     assert trigger_words(CronTrigger.parse(expression)) == words
+
+
+def test_a_cron_text_cron_descriptor_refuses_is_shown_as_the_expression() -> None:
+    assert cron_words("not a cron") == "cron not a cron"
 
 
 def test_intervals_and_one_offs_in_words() -> None:
@@ -49,14 +50,24 @@ def test_intervals_and_one_offs_in_words() -> None:
         (0.85, "850ms"),
         (1.5, "1.5s"),
         (12.3, "12s"),
-        (245, "4m05s"),
+        (245, "4m5s"),
         (600, "10m"),
-        (7800, "2h10m"),
+        (7805, "2h10m"),
+        (273600, "3d4h"),
+        (-42, "42s"),
         (None, "–"),
     ],
 )
-def test_short_duration(seconds: float | None, text: str) -> None:
+def test_short_duration_is_format_duration_with_two_units(seconds: float | None, text: str) -> None:
     assert short_duration(seconds) == text
+
+
+def test_one_formatter_for_the_file_the_pages_and_words() -> None:
+    assert format_duration(timedelta(minutes=90)) == "1h30m"  # parse_duration's inverse
+    assert format_duration(7805, largest=2) == "2h10m"
+    assert format_duration(5400, words=True) == "1 hour 30 minutes"
+    assert format_duration(0.25, fraction=True) == "250ms"
+    assert short_duration(42.7, whole=True) == "42s"  # whole seconds, truncated
 
 
 def test_times_on_the_schedules_wall_clock() -> None:
