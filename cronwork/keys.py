@@ -135,3 +135,13 @@ class Keys:
     def pending_alerts(self) -> str:
         """List of alerts that could not be written (database down), delivered later."""
         return f"{self.prefix}:pending_alerts"
+
+    @property
+    def audit(self) -> str:
+        """List of every operator action, newest first, JSON (cronwork.audit); capped."""
+        return f"{self.prefix}:audit"
+
+    def audit_of(self, name: str) -> str:
+        """List of the operator actions on one schedule, newest first (cronwork.audit); capped,
+        expires when no action touched it for a while (a refused action may name anything)."""
+        return f"{self.prefix}:audit:schedule:{name}"

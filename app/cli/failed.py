@@ -8,7 +8,9 @@ import click
 from flask.cli import AppGroup
 
 from app.extensions import cronwork
+from app.ops.audit_log import audited, schedule_of_job
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
+from cronwork.audit import Action, Source
 
 failed_cli = AppGroup("failed", help="Failed runs: list and requeue.")
 
@@ -36,8 +38,11 @@ def requeue_command(job_id: str | None, everything: bool, schedule: str | None) 
     if bool(job_id) == everything:
         raise click.UsageError("give either JOB_ID or --all")
     redis, keys = cronwork.redis(), cronwork.keys()
+    action, named = (Action.REQUEUE, schedule_of_job(job_id)) if job_id else (Action.REQUEUE_ALL, schedule)
     try:
-        runs = [requeue(redis, keys, job_id)] if job_id else requeue_all(redis, keys, schedule)
+        with audited(Source.CLI, action, schedule=named, target=job_id) as note:
+            runs = [requeue(redis, keys, job_id)] if job_id else requeue_all(redis, keys, schedule)
+            note.detail = f"{len(runs)} requeued"
     except RequeueError as exc:
         raise click.ClickException(str(exc)) from None
     for r in runs:

@@ -10,8 +10,10 @@ from typing import Any
 import click
 from flask.cli import AppGroup
 
+from app.ops.audit_log import audited
 from app.ops.display import local_time, relative, schedule_json, short_duration, trigger_words
 from app.services.schedules import MAX_HISTORY, ScheduleActionError, ScheduleService, ScheduleView
+from cronwork.audit import Action, Source
 
 schedules_cli = AppGroup("schedules", help="Schedules: list, next fire times, run, pause, resume, ledger.")
 
@@ -74,8 +76,9 @@ def next_command(name: str, count: int) -> None:
 @click.argument("name")
 def run_command(name: str) -> None:
     """Enqueue a manual run of NAME now (the ledger records it as manual)."""
-    with _refusals():
+    with _refusals(), audited(Source.CLI, Action.RUN_NOW, schedule=name) as note:
         run = ScheduleService.for_app().run_now(name)
+        note.target = run.job_id
     click.echo(f"enqueued {run.job_id} on queue {run.queue}")
 
 
@@ -84,8 +87,8 @@ def run_command(name: str) -> None:
 @click.option("--reason", required=True, help="why (shown on the page and in the API)")
 def pause_command(name: str, reason: str) -> None:
     """Pause NAME: its ticks are recorded as paused until resumed."""
-    with _refusals():
-        ScheduleService.for_app().pause(name, reason)
+    with _refusals(), audited(Source.CLI, Action.PAUSE, schedule=name) as note:
+        note.detail = ScheduleService.for_app().pause(name, reason)["reason"]
     click.echo(f"paused {name}")
 
 
@@ -93,8 +96,9 @@ def pause_command(name: str, reason: str) -> None:
 @click.argument("name")
 def resume_command(name: str) -> None:
     """Resume NAME."""
-    with _refusals():
+    with _refusals(), audited(Source.CLI, Action.RESUME, schedule=name) as note:
         was_paused = ScheduleService.for_app().resume(name)
+        note.detail = "" if was_paused else "was not paused"
     click.echo(f"resumed {name}" if was_paused else f"{name} was not paused")
 
 

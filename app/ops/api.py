@@ -12,6 +12,7 @@ from werkzeug.exceptions import HTTPException
 
 from app.extensions import cronwork
 from app.ops import api_blueprint
+from app.ops.audit_log import audited, schedule_of_job
 from app.ops.display import schedule_json
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
 from app.services.schedules import (
@@ -21,9 +22,12 @@ from app.services.schedules import (
     ScheduleService,
     UnknownSchedule,
 )
+from cronwork import audit
+from cronwork.audit import Action, Source
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
 MAX_NEXT = 100
+SCHEDULE_AUDIT = 20  # newest audit entries in GET /api/schedules/<name>
 
 
 class ApiError(Exception):
@@ -113,8 +117,19 @@ def list_schedules() -> ResponseReturnValue:
 
 @api_blueprint.get("/schedules/<name>")
 def get_schedule(name: str) -> ResponseReturnValue:
-    """One schedule."""
-    return jsonify(schedule_json(ScheduleService.for_app().get(name, recent=1)))
+    """One schedule, with its newest audit entries."""
+    view = schedule_json(ScheduleService.for_app().get(name, recent=1))
+    entries = audit.recent(cronwork.redis(), cronwork.keys(), name, SCHEDULE_AUDIT)
+    return jsonify({**view, "audit": [entry.to_dict() for entry in entries]})
+
+
+@api_blueprint.get("/audit")
+def audit_trail() -> ResponseReturnValue:
+    """Operator actions, newest first: every one, or one schedule's (`schedule`); `limit`, default 50."""
+    limit = _int_arg("limit", 50, 1, audit.MAX_LIMIT)
+    schedule = request.args.get("schedule") or None
+    entries = audit.recent(cronwork.redis(), cronwork.keys(), schedule, limit)
+    return jsonify({"schedule": schedule, "entries": [entry.to_dict() for entry in entries]})
 
 
 @api_blueprint.get("/schedules/<name>/next")
@@ -135,24 +150,30 @@ def history(name: str) -> ResponseReturnValue:
 @api_blueprint.post("/schedules/<name>/run")
 def run(name: str) -> ResponseReturnValue:
     """Enqueue a manual run of a declared, registered schedule."""
-    _body(frozenset())
-    manual = ScheduleService.for_app().run_now(name)
+    with audited(Source.API, Action.RUN_NOW, schedule=name) as note:
+        _body(frozenset())
+        manual = ScheduleService.for_app().run_now(name)
+        note.target = manual.job_id
     return jsonify(asdict(manual)), 202
 
 
 @api_blueprint.post("/schedules/<name>/pause")
 def pause(name: str) -> ResponseReturnValue:
     """Pause with {"reason": "..."}."""
-    data = _body(frozenset({"reason"}))
-    record = ScheduleService.for_app().pause(name, data.get("reason"))
+    with audited(Source.API, Action.PAUSE, schedule=name) as note:
+        data = _body(frozenset({"reason"}))
+        record = ScheduleService.for_app().pause(name, data.get("reason"))
+        note.detail = record["reason"]
     return jsonify({"schedule": name, "paused": True, **record})
 
 
 @api_blueprint.post("/schedules/<name>/resume")
 def resume(name: str) -> ResponseReturnValue:
     """Resume; `was_paused` tells whether there was anything to resume."""
-    _body(frozenset())
-    was_paused = ScheduleService.for_app().resume(name)
+    with audited(Source.API, Action.RESUME, schedule=name) as note:
+        _body(frozenset())
+        was_paused = ScheduleService.for_app().resume(name)
+        note.detail = "" if was_paused else "was not paused"
     return jsonify({"schedule": name, "paused": False, "was_paused": was_paused})
 
 
@@ -166,24 +187,28 @@ def failed() -> ResponseReturnValue:
 @api_blueprint.post("/failed/<job_id>/requeue")
 def requeue_one(job_id: str) -> ResponseReturnValue:
     """Requeue one failed run."""
-    _body(frozenset())
-    try:
-        run = requeue(cronwork.redis(), cronwork.keys(), job_id)
-    except RequeueError as exc:
-        _fail(404, str(exc))
+    with audited(Source.API, Action.REQUEUE, schedule=schedule_of_job(job_id), target=job_id):
+        _body(frozenset())
+        try:
+            run = requeue(cronwork.redis(), cronwork.keys(), job_id)
+        except RequeueError as exc:
+            _fail(404, str(exc))
     return jsonify({"requeued": [run.to_dict()], "count": 1})
 
 
 @api_blueprint.post("/failed/requeue")
 def requeue_many() -> ResponseReturnValue:
     """Requeue every failed run, or one schedule's with {"schedule": name}."""
-    schedule = _body(frozenset({"schedule"})).get("schedule")
-    if schedule is not None:
-        if not isinstance(schedule, str) or not schedule:
-            _fail(400, "schedule must be a schedule name")
-        ScheduleService.for_app().require(schedule)
-    try:
-        runs = requeue_all(cronwork.redis(), cronwork.keys(), schedule)
-    except RequeueError as exc:
-        _fail(409, str(exc))
+    with audited(Source.API, Action.REQUEUE_ALL) as note:
+        schedule = _body(frozenset({"schedule"})).get("schedule")
+        if schedule is not None:
+            if not isinstance(schedule, str) or not schedule:
+                _fail(400, "schedule must be a schedule name")
+            ScheduleService.for_app().require(schedule)
+            note.schedule = schedule
+        try:
+            runs = requeue_all(cronwork.redis(), cronwork.keys(), schedule)
+        except RequeueError as exc:
+            _fail(409, str(exc))
+        note.detail = f"{len(runs)} requeued"
     return jsonify({"requeued": [r.to_dict() for r in runs], "count": len(runs)})

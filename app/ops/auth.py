@@ -149,6 +149,7 @@ def guard() -> ResponseReturnValue | None:
     if not (session_ok() or basic_ok()):
         if request.authorization is not None:
             log.warning("ops login refused (basic) remote=%s path=%s", request.remote_addr, request.path)
+            _record_basic_refusal()
             return error(401, "wrong credentials", {"WWW-Authenticate": f'Basic realm="{REALM}"'})
         if request.method in SAFE_METHODS:
             return redirect(url_for("ops.pages.login", next=request.full_path.rstrip("?")))
@@ -156,6 +157,16 @@ def guard() -> ResponseReturnValue | None:
     if request.method not in SAFE_METHODS and not csrf_ok():
         return _csrf_refused()
     return None
+
+
+def _record_basic_refusal() -> None:
+    """A wrong HTTP Basic login into the audit trail, as the user it claimed."""
+    from app.ops.audit_log import record  # here: app.ops.audit_log imports this module
+    from cronwork.audit import Action, Outcome, Source
+
+    source = Source.DASHBOARD if request.blueprint == "rq_dashboard" else Source.PAGE
+    actor = (request.authorization.username if request.authorization else None) or ""
+    record(source, Action.LOGIN_FAILED, actor=actor, outcome=Outcome.REFUSED, detail="wrong basic auth")
 
 
 def _csrf_refused() -> Response:

@@ -33,6 +33,7 @@ from rq.results import Result
 from rq.worker import BaseWorker
 
 from app.extensions import REDIS_CONNECT_TIMEOUT, REDIS_SOCKET_TIMEOUT, parse_sentinels, redis_from_config
+from app.ops.audit_log import record_dashboard_action
 from app.ops.auth import basic_ok, csrf_token, error, session_ok
 from cronwork.jobdata import (
     DECODE_ERRORS,
@@ -85,6 +86,7 @@ def mount_dashboard(app: Flask) -> None:
     replace_unsafe_views(app)
     app.before_request(dashboard_guard)
     app.after_request(csrf_cookie)
+    app.after_request(record_dashboard_action)  # its actions into the audit trail (issue 12)
 
 
 def dashboard_guard() -> ResponseReturnValue | None:

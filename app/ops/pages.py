@@ -11,6 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from app.extensions import cronwork
 from app.ops import pages_blueprint
+from app.ops.audit_log import audited, record, schedule_of_job
 from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
 from app.ops.display import (
     local_time,
@@ -23,10 +24,14 @@ from app.ops.display import (
 )
 from app.services.failed import RequeueError, list_failed, requeue
 from app.services.schedules import FILTERS, PAGE_SIZE, ScheduleActionError, ScheduleService, UnknownSchedule
+from cronwork import audit
+from cronwork.audit import Action, Outcome, Source
 
 log = logging.getLogger(__name__)
 
 DETAIL_HISTORY = 100
+AUDIT_SHOWN = 20  # newest audit entries on a schedule's page
+ACTIONS = {"pause": Action.PAUSE, "resume": Action.RESUME, "run": Action.RUN_NOW}
 
 
 @pages_blueprint.context_processor
@@ -68,22 +73,26 @@ def schedule(name: str) -> ResponseReturnValue:
     retried = [r["tick"] for r in view.recent if r.get("attempt", 1) > 1]
     attempts = {tick: service.ledger.attempts(name, tick) for tick in retried}
     failed = list_failed(cronwork.redis(), name)
-    return render_template("ops/schedule.html", view=view, attempts=attempts, failed=failed)
+    entries = audit.recent(cronwork.redis(), cronwork.keys(), name, AUDIT_SHOWN)
+    return render_template("ops/schedule.html", view=view, attempts=attempts, failed=failed, audit=entries)
 
 
 def _act(name: str, action: str) -> ResponseReturnValue:
     """Run one action from a form, flash its outcome, go back where the form was."""
     service = ScheduleService.for_app()
     try:
-        if action == "pause":
-            service.pause(name, request.form.get("reason", ""))
-            flash(f"Paused {name}.", "ok")
-        elif action == "resume":
-            was_paused = service.resume(name)
-            flash(f"Resumed {name}." if was_paused else f"{name} was not paused.", "ok")
-        else:
-            run = service.run_now(name)
-            flash(f"Enqueued a manual run of {name} ({run.job_id}).", "ok")
+        with audited(Source.PAGE, ACTIONS[action], schedule=name) as note:
+            if action == "pause":
+                note.detail = service.pause(name, request.form.get("reason", ""))["reason"]
+                flash(f"Paused {name}.", "ok")
+            elif action == "resume":
+                was_paused = service.resume(name)
+                note.detail = "" if was_paused else "was not paused"
+                flash(f"Resumed {name}." if was_paused else f"{name} was not paused.", "ok")
+            else:
+                run = service.run_now(name)
+                note.target = run.job_id
+                flash(f"Enqueued a manual run of {name} ({run.job_id}).", "ok")
     except UnknownSchedule:
         abort(404, f"unknown schedule {name!r}")
     except ScheduleActionError as exc:  # InvalidReason, NotRunnable
@@ -114,7 +123,8 @@ def run(name: str) -> ResponseReturnValue:
 def requeue_failed(job_id: str) -> ResponseReturnValue:
     """Requeue one failed run."""
     try:
-        run = requeue(cronwork.redis(), cronwork.keys(), job_id)
+        with audited(Source.PAGE, Action.REQUEUE, schedule=schedule_of_job(job_id), target=job_id):
+            run = requeue(cronwork.redis(), cronwork.keys(), job_id)
         flash(f"Requeued {run.job_id}.", "ok")
     except RequeueError as exc:
         flash(f"Requeue: {exc}", "error")
@@ -131,13 +141,16 @@ def login() -> ResponseReturnValue:
     if credentials_ok(user, request.form.get("password", "")):
         log_in(user)
         log.info("ops login user=%s remote=%s", user, request.remote_addr)
+        record(Source.PAGE, Action.LOGIN, actor=user)
         return redirect(target, code=303)
     log.warning("ops login refused remote=%s", request.remote_addr)
+    record(Source.PAGE, Action.LOGIN_FAILED, actor=user, outcome=Outcome.REFUSED, detail="wrong credentials")
     return render_template("ops/login.html", next=target, failed=True), 401
 
 
 @pages_blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
     """End the session."""
+    record(Source.PAGE, Action.LOGOUT)
     session.clear()
     return redirect(url_for(".login"), code=303)
