@@ -6,21 +6,20 @@ from typing import cast
 
 from flask import Blueprint, Flask, Response, request
 from flask.blueprints import BlueprintSetupState
-from werkzeug.exceptions import HTTPException
 
 ops_blueprint = Blueprint("ops", __name__)
 api_blueprint = Blueprint("api", __name__, url_prefix="/api")
 pages_blueprint = Blueprint("pages", __name__)
+# Ops pages only load their own CSS and JS; no framing (the buttons change state).
+PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 from app.ops import api, health, metrics, pages  # noqa: E402,F401  (registers the routes)
 from app.ops.auth import guard  # noqa: E402
 from app.ops.dashboard import mount_dashboard  # noqa: E402
+from app.ops.errors import register_error_pages  # noqa: E402
 
 ops_blueprint.register_blueprint(api_blueprint)
 ops_blueprint.register_blueprint(pages_blueprint)
-
-# Ops pages only load their own CSS and JS; no framing (the buttons change state).
-PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 
 @ops_blueprint.record_once
@@ -33,7 +32,7 @@ def _setup(state: BlueprintSetupState) -> None:
     app.before_request(guard)  # first: every other hook runs on an authenticated request
     mount_dashboard(app)
     app.extensions[metrics.EXTENSION] = metrics.build_registry(app)
-    app.register_error_handler(HTTPException, api.json_http_error)
+    register_error_pages(app)  # HTTP errors as pages or JSON; Redis or database down: 503
     app.after_request(_headers)
 
 

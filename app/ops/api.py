@@ -8,7 +8,6 @@ from typing import Any, NoReturn
 
 from flask import jsonify, request
 from flask.typing import ResponseReturnValue
-from werkzeug.exceptions import HTTPException
 
 from app.extensions import cronwork
 from app.ops import api_blueprint
@@ -56,16 +55,6 @@ def _not_runnable(exc: NotRunnable) -> ResponseReturnValue:
 @api_blueprint.errorhandler(InvalidReason)
 def _bad_reason(exc: InvalidReason) -> ResponseReturnValue:
     return jsonify({"error": str(exc)}), 400
-
-
-def json_http_error(exc: HTTPException) -> ResponseReturnValue:
-    """Any HTTP error under /api as JSON (also unmatched URLs and wrong methods)."""
-    if not request.path.startswith("/api/"):
-        return exc
-    response = exc.get_response()
-    response.data = json.dumps({"error": exc.description or exc.name})
-    response.mimetype = "application/json"
-    return response
 
 
 def _fail(status: int, message: str) -> NoReturn:

@@ -51,6 +51,10 @@ URL_PREFIX = "/rq"
 CSRF_COOKIE = "_csrf_token"  # the name rq-dashboard's dashboard.js reads
 BLUEPRINT = rq_dashboard.blueprint.name
 GET_ACTIONS = frozenset({f"{BLUEPRINT}.requeue_all"})  # state-changing routes that accept GET
+# Its HTML pages (the rest answer JSON to its own JS).
+PAGE_VIEWS = frozenset(
+    f"{BLUEPRINT}.{view}" for view in ("queues_overview", "workers_overview", "jobs_overview")
+)
 
 
 def dashboard_redis_url(config: Mapping[str, Any]) -> str:
@@ -99,6 +103,10 @@ def dashboard_guard() -> ResponseReturnValue | None:
         return error(404, "rq-dashboard shows only this app's Redis (instance 0)")
     if request.endpoint in GET_ACTIONS and request.method != "POST":
         return error(405, "this action changes state: POST it with the CSRF token", {"Allow": "POST"})
+    if request.endpoint in PAGE_VIEWS:
+        # Its queues page catches Redis errors itself and answers 200 "Connection Error": a
+        # ping first lets app.ops.errors answer 503 naming Redis (its JSON views raise anyway).
+        _conn().ping()
     return None
 
 

@@ -85,7 +85,8 @@ def collect_checks(now: datetime | None = None) -> list[Check]:
     except RedisError as exc:
         redis_ok = False
         where = describe_redis(cronwork.settings())
-        checks.append(Check("redis", "Redis", "failing", where, error=f"{where}: {exc}"))
+        error = f"{where}: {exc}"
+        checks.append(Check("redis", "Redis", "failing", where, error=error, data={"error": error}))
         for name, label in (("scheduler", "Scheduler loop"), ("workers", "Workers")):
             checks.append(Check(name, label, "unknown", "not checked: Redis is not answering"))
     try:
@@ -98,7 +99,8 @@ def collect_checks(now: datetime | None = None) -> list[Check]:
             checks.append(_pipeline_unknown(beat_age))
     except SQLAlchemyError as exc:
         url = _database_url()
-        checks.append(Check("database", "Database", "failing", url, error=f"{url}: {type(exc).__name__}"))
+        error = f"{url}: {type(exc).__name__}"
+        checks.append(Check("database", "Database", "failing", url, error=error, data={"error": error}))
         checks.append(Check("health_check", "Pipeline heartbeat", "unknown", "not checked: database down"))
     finally:
         db.session.remove()

@@ -35,7 +35,8 @@ ACTIONS = {"pause": Action.PAUSE, "resume": Action.RESUME, "run": Action.RUN_NOW
 
 
 @pages_blueprint.context_processor
-def _helpers() -> dict[str, Any]:
+def helpers() -> dict[str, Any]:
+    """What the ops templates use besides their own variables (also for the error pages)."""
     return {
         "csrf_token": csrf_token,
         "local_time": local_time,
