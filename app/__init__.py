@@ -8,10 +8,14 @@ from flask import Flask
 
 from app.config import PROJECT_ROOT, settings_from_env
 from app.extensions import cronwork, db, migrate
+from app.logs import log_to_stderr
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the Flask app: settings, extensions, blueprints, CLI — no I/O, no scheduling."""
+    # Before Flask's own logger set-up (app.logger): the dev server and gunicorn have no
+    # entry point of ours besides this one. A no-op where logging is configured already.
+    log_to_stderr()
     app = Flask(__name__, instance_relative_config=False)
     app.config.update(settings_from_env())
     if config:

@@ -4,7 +4,14 @@ the CLI, rq-dashboard — is recorded with who, when, what and from where, and s
 
 from __future__ import annotations
 
+import json
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,9 +20,11 @@ from flask.testing import FlaskClient
 from markupsafe import escape
 from redis import Redis
 
+from app.config import PROJECT_ROOT
 from app.ops.audit_log import os_user
 from cronwork.serializer import json_queue
-from tests.app.conftest import KEYS, PASSWORD, USER, basic, bearer, csrf_from, log_in
+from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, csrf_from, log_in
+from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.usefixtures("registered")
 
@@ -128,3 +137,85 @@ def test_login_password_is_never_recorded(client: FlaskClient, redis: Redis) -> 
     token = csrf_from(client.get("/login").get_data(as_text=True))
     client.post("/login", data={"username": USER, "password": PASSWORD + "x", "csrf_token": token})
     assert PASSWORD.encode() not in b"".join(redis.lrange(KEYS.audit, 0, -1))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # /healthz may say 503: the server is up
+    except OSError:
+        return False
+
+
+def test_under_gunicorn_each_info_line_of_an_action_reaches_the_console_once(
+    processes: Processes, schedule_file: Path
+) -> None:
+    port = _free_port()
+    env = {
+        "WEB_PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "SECRET_KEY": "audit-test-secret",
+        "ADMIN_TOKEN": TOKEN,
+        "ADMIN_USER": USER,
+        "ADMIN_PASSWORD": PASSWORD,
+        "SCHEDULE_FILE": str(schedule_file),
+    }
+    web = processes.start(
+        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web", extra_env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: web.poll() is not None or _answers(f"{base}/healthz"), timeout=30)
+    assert web.poll() is None, processes.output(web)
+
+    pause = urllib.request.Request(
+        f"{base}/api/schedules/hc/pause",
+        data=json.dumps({"reason": "disk full"}).encode(),
+        headers={**bearer(), "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(pause, timeout=10) as response:
+        assert response.status == 200
+    # gunicorn writes the access line once the response is sent: every line of the request is out.
+    wait_until(lambda: '"POST /api/schedules/hc/pause' in processes.output(web), timeout=10)
+    lines = processes.output(web).splitlines()
+    audit_lines = [line for line in lines if " INFO cronwork.audit " in line]
+    assert len(audit_lines) == 1, lines
+    assert "audit actor='token' action=pause schedule='hc'" in audit_lines[0]
+    assert "remote=127.0.0.1 outcome=ok detail='disk full'" in audit_lines[0]
+    assert len([line for line in lines if " INFO app.services.schedules paused schedule=hc" in line]) == 1
+
+
+SCRIPT = """
+import logging
+from app import create_app
+create_app(); create_app()
+logging.getLogger("cronwork.audit").info("one audit line")
+logging.getLogger("app.ops.pages").info("one app line")
+logging.getLogger("sqlalchemy.pool").info("a library info")
+"""
+
+
+def test_a_process_without_logging_set_up_gets_our_info_lines_once(process_env: dict[str, str]) -> None:
+    """What `flask run` (the dev server) and a gunicorn worker get from create_app()."""
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT],
+        cwd=PROJECT_ROOT,
+        env=process_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "INFO cronwork.audit one audit line",
+        "INFO app.ops.pages one app line",
+    ], lines
