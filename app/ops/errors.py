@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 
-from flask import Flask, Response, current_app, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response
 
 from app.extensions import cronwork
 from app.ops import PAGE_CSP

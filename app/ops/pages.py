@@ -13,6 +13,7 @@ from app.extensions import cronwork
 from app.ops import pages_blueprint
 from app.ops.audit_log import audited, record, schedule_of_job
 from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
+from app.ops.charts import duration, fire_axis, series_chart, start_lag
 from app.ops.display import (
     local_time,
     mark_class,
@@ -30,6 +31,9 @@ from cronwork.audit import Action, Outcome, Source
 log = logging.getLogger(__name__)
 
 DETAIL_HISTORY = 100
+# Columns of the schedules list's outcome grid: the newest runs of each schedule, read with the
+# rest of the page in its one bounded batch (cronwork.summary.newest_runs).
+GRID_RUNS = 24
 AUDIT_SHOWN = 20  # newest audit entries on a schedule's page
 ACTIONS = {"pause": Action.PAUSE, "resume": Action.RESUME, "run": Action.RUN_NOW}
 
@@ -46,6 +50,11 @@ def helpers() -> dict[str, Any]:
         "trigger_words": trigger_words,
         "mark_class": mark_class,
         "marks": marks,
+        "grid_runs": GRID_RUNS,
+        "series_chart": series_chart,
+        "fire_axis": fire_axis,
+        "duration": duration,
+        "start_lag": start_lag,
         "now": datetime.now(UTC),
     }
 
@@ -58,7 +67,7 @@ def index() -> ResponseReturnValue:
     query = request.args.get("q", "")[:100]
     status = request.args.get("status", "")
     status = status if status in FILTERS else ""
-    page = ScheduleService.for_app().page(number, PAGE_SIZE, query=query, status=status)
+    page = ScheduleService.for_app().page(number, PAGE_SIZE, query=query, status=status, recent=GRID_RUNS)
     return render_template("ops/schedules.html", page=page, query=query, status_filter=status)
 
 

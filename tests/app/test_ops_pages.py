@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 from redis import Redis
 
-from app.services.schedules import RECENT_RUNS
+from app.ops.pages import GRID_RUNS
 from cronwork.ledger import Ledger
 from tests.app.conftest import KEYS, log_in, seed_ledger
 
@@ -35,9 +35,10 @@ def test_schedules_page_shows_triggers_zones_next_fires_and_marks(client: FlaskC
     hc = row(html, "hc")
     assert "every 30 minutes" in hc and "Asia/Shanghai" in hc
     assert "Prove the pipeline end to end" in hc
-    shown = marks(hc)
-    assert len(shown) == RECENT_RUNS
-    assert [state for state, _ in shown] == states[-RECENT_RUNS:]
+    shown = marks(hc)  # the outcome grid's row: GRID_RUNS cells, newest at the right
+    assert len(shown) == GRID_RUNS
+    assert [state for state, _ in shown] == states[-GRID_RUNS:]
+    assert re.search(r'<a href="/schedules/hc#run-\d+">', hc)  # each cell opens its run's row
     failed_tip = next(tip for state, tip in shown if state == "failed")
     assert "failed" in failed_tip and "RuntimeError: boom at" in failed_tip and "1.5s" in failed_tip
     assert "CST" in failed_tip  # tick shown on the schedule's wall clock
@@ -45,6 +46,8 @@ def test_schedules_page_shows_triggers_zones_next_fires_and_marks(client: FlaskC
 
     assert "at 02:00" in row(html, "nightly")  # cron-descriptor's words
     assert "never ran" in row(html, "nightly")
+    # A schedule with fewer runs keeps the grid's columns: empty cells on the old side.
+    assert row(html, "nightly").count('class="mark m-none"') == GRID_RUNS
     backfill = row(html, "backfill")
     assert "disabled" in backfill and re.search(r"<button[^>]*disabled[^>]*>Run now", backfill)
     for name in ("hc", "nightly"):
@@ -125,3 +128,21 @@ def test_schedule_page_shows_each_attempt_of_a_retried_run(client: FlaskClient, 
     html = client.get("/schedules/hc").get_data(as_text=True)
     assert "attempt 1: retrying — IOError: flaky" in html
     assert "attempt 2: failed — IOError: again" in html
+
+
+def test_schedule_page_charts_duration_and_start_lag_and_its_next_fires(client: FlaskClient, redis: Redis) -> None:
+    log_in(client)
+    empty = client.get("/schedules/hc").get_data(as_text=True)
+    assert "Duration: no run has a value yet." in empty and "Start lag (tick to start): no run" in empty
+    assert empty.count('class="fire"') == 10  # the next ten fire times on their axis
+
+    ticks = seed_ledger(redis, "hc", ["succeeded", "failed", "missed", "succeeded"])
+    html = client.get("/schedules/hc").get_data(as_text=True)
+    charts = re.findall(r'<figure class="chart"><figcaption>([^<]+)</figcaption>(.*?)</figure>', html, re.S)
+    assert [title for title, _ in charts] == ["Duration", "Start lag (tick to start)", "Next fire times"]
+    for _, svg in charts[:2]:
+        assert re.search(r'<path class="series" d="M[\d.]+,[\d.]+( L[\d.]+,[\d.]+){2}"/>', svg)  # 3 runs ran
+        assert svg.count("<circle") == 3 and 's-failed' in svg and 'class="label"' in svg
+    assert "1.5s" in charts[0][1] and "500ms" in charts[1][1]  # tooltips: duration, lag
+    assert "style=" not in html  # the CSP allows no inline styles
+    assert f'id="run-{ticks[1]}"' in html
