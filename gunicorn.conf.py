@@ -14,10 +14,11 @@ def on_starting(server):  # noqa: ANN001 (gunicorn hook signature)
     """Fail fast: refuse to start when Redis or the database does not answer."""
     from app import create_app
     from app.readiness import ServiceUnavailable, wait_for_services
+    from cronwork.settings import SettingsError
 
     try:
         wait_for_services(create_app())
-    except ServiceUnavailable as exc:
+    except (SettingsError, ServiceUnavailable) as exc:
         sys.stderr.write(f"web: {exc}\n")
         sys.stderr.flush()
         os._exit(1)

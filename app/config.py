@@ -2,28 +2,44 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+from cronwork.connection import mask_url
 from cronwork.settings import (
     DEFAULT_REDIS_URL,
     DEFAULT_SCHEDULE_FILE,
     PROJECT_ROOT,
     CronworkSettings,
     SettingsError,
+    effective_env,
+    instance_dir,
     seconds,
 )
 
 __all__ = ["DEFAULT_REDIS_URL", "DEFAULT_SCHEDULE_FILE", "PROJECT_ROOT", "instance_dir", "settings_from_env"]
 
-DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
 
 
-def instance_dir() -> Path:
-    """Directory for local state (SQLite file, embedded Redis data)."""
-    return Path(os.environ.get("CRONWORK_INSTANCE_DIR", DEFAULT_INSTANCE_DIR))
+def database_url(env: dict[str, str]) -> str:
+    """DATABASE_URL, or the SQLite file under the instance directory; SettingsError when it is
+    not a URL SQLAlchemy can use (Flask-SQLAlchemy builds the engine when the app is made)."""
+    url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir(env) / 'cronwork.db'}"
+    try:
+        make_url(url).get_dialect()
+    except NoSuchModuleError:  # an ArgumentError too: it goes first
+        raise SettingsError(
+            f"DATABASE_URL: no driver for {make_url(url).drivername!r} is installed ({mask_url(url)})"
+        ) from None
+    except ArgumentError:
+        raise SettingsError(
+            f"DATABASE_URL: {mask_url(url)!r} is not a database URL "
+            "(expected e.g. sqlite:///path/to/file.db or postgresql+psycopg://user@host/db)"
+        ) from None
+    return url
 
 
 def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
@@ -33,9 +49,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
     value raises SettingsError naming its variable. The Cronwork part (Redis, prefix, schedule
     file, start-up timeout) is CronworkSettings, which the scheduler reads without the app.
     """
-    env = dict(os.environ if env is None else env)
+    env = effective_env() if env is None else dict(env)
     core = CronworkSettings.from_env(env)
-    database_url = env.get("DATABASE_URL") or f"sqlite:///{instance_dir() / 'cronwork.db'}"
     app_timezone = env.get("APP_TIMEZONE", "Asia/Shanghai")
     try:
         ZoneInfo(app_timezone)  # an unknown zone is a configuration error, reported at start
@@ -46,7 +61,7 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         # Through Redis Sentinel instead: "host:port,host:port" and the master's name.
         "REDIS_SENTINELS": env.get("REDIS_SENTINELS", ""),
         "REDIS_SENTINEL_MASTER": core.redis_sentinel_master,
-        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_DATABASE_URI": database_url(env),
         "SCHEDULE_FILE": str(core.schedule_file),
         "APP_TIMEZONE": app_timezone,
         "CRONWORK_PREFIX": core.prefix,

@@ -1,8 +1,15 @@
-"""`make run`: the whole system on embedded defaults, under honcho.
+"""`make run`: the whole system on embedded defaults, started and stopped in order.
 
-Uses REDIS_URL when set; otherwise adds the bundled redis-server (data under instance/)
-as one more honcho process, so Ctrl-C stops it with everything else. Seeds the SQLite
-database with demo data on first run.
+1. The settings and the schedule file are checked before anything starts: a typo is the only
+   thing printed (exit 2).
+2. The database is migrated and, on first run, seeded with demo data (one line naming the URL
+   when it cannot be used).
+3. Without REDIS_URL, a bundled redis-server starts on 127.0.0.1:EMBEDDED_REDIS_PORT (6390),
+   data and log under instance/redis/, in its own session so Ctrl-C does not reach it.
+4. The settings the processes get are written to instance/run-settings.json, so a command in
+   a second terminal reaches the same system (cronwork.settings.effective_env).
+5. honcho runs the Procfile (app.supervisor). Ctrl-C stops web, scheduler and workers, each
+   within its grace; Redis is stopped after the last of them, and the settings file removed.
 """
 
 from __future__ import annotations
@@ -13,10 +20,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.config import PROJECT_ROOT, instance_dir
+from app.config import PROJECT_ROOT, settings_from_env
+from app.embedded_redis import EmbeddedRedis
+from app.supervisor import Supervisor, foreground_group
+from cronwork.loader import load_schedule
+from cronwork.settings import SettingsError, instance_dir, run_settings_path, write_run_settings
+from cronwork.spec import ScheduleError
 
 EMBEDDED_REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "6390"))
 DEV_ADMIN_USER = "admin"
+EXIT_BAD_CONFIG = 2
+# What a command started by hand needs to reach the running system (secrets stay in their
+# own owner-only files under instance/).
+SHARED_SETTINGS = ("REDIS_URL", "DATABASE_URL", "CRONWORK_PREFIX", "SCHEDULE_FILE", "APP_TIMEZONE")
 
 
 def dev_secret(path: Path) -> str:
@@ -47,36 +63,73 @@ def dev_credentials(env: dict[str, str], folder: Path) -> str:
     )
 
 
+def check_configuration(env: dict[str, str]) -> str | None:
+    """The first thing wrong with the settings or the schedule file, in its own words."""
+    try:
+        config = settings_from_env(env)
+        load_schedule(config["SCHEDULE_FILE"])
+    except (SettingsError, ScheduleError) as exc:
+        return str(exc)
+    return None
+
+
+def prepare_database(env: dict[str, str]) -> int:
+    """Migrate, and seed demo data on first run; the command prints its own one-line error."""
+    seed = [sys.executable, "-m", "flask", "--app", "app", "demo", "seed", "--if-empty"]
+    return subprocess.run(seed, env=env, cwd=PROJECT_ROOT).returncode
+
+
 def main() -> int:
     folder = instance_dir()
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
-    procfile = (PROJECT_ROOT / "Procfile").read_text()
+    embedded = None
     if not env.get("REDIS_URL"):
-        env["REDIS_URL"] = f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
-        redis_dir = folder / "redis"
-        procfile = (
-            f"redis: {sys.executable} -m app.embedded_redis --port {EMBEDDED_REDIS_PORT} "
-            f"--dir {redis_dir}\n" + procfile
+        embedded = EmbeddedRedis(
+            folder / "redis",
+            port=EMBEDDED_REDIS_PORT,
+            persist=True,
+            log_file=folder / "redis" / "redis.log",
+            own_session=True,
         )
+        env["REDIS_URL"] = embedded.url
+    problem = check_configuration(env)
+    if problem is not None:
+        sys.stderr.write(f"{problem}\n")
+        return EXIT_BAD_CONFIG
+    env.setdefault("DATABASE_URL", settings_from_env(env)["SQLALCHEMY_DATABASE_URI"])
     credentials = dev_credentials(env, folder)
     web = f"http://{env.setdefault('WEB_HOST', '127.0.0.1')}:{env.setdefault('WEB_PORT', '8000')}/"
-    bin_dir = str(Path(sys.executable).parent)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    flask = [sys.executable, "-m", "flask", "--app", "app"]
-    # First run: tables and demo data; later runs keep what is there.
-    subprocess.run([*flask, "demo", "seed", "--if-empty"], env=env, check=True, cwd=PROJECT_ROOT)
-    generated = folder / "Procfile.run"
-    generated.write_text(procfile)
-    sys.stdout.write(
-        f"Cronwork: web at {web} (health: {web}healthz), Redis at {env['REDIS_URL']}\n"
-        f"{credentials}"
-        "Ctrl-C stops every process.\n"
-    )
-    sys.stdout.flush()
-    honcho = [sys.executable, "-m", "honcho", "-f", str(generated), "-d", str(PROJECT_ROOT), "start"]
-    os.execve(sys.executable, honcho, env)
-    return 0  # not reached
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    status = prepare_database(env)
+    if status:
+        return status
+    with foreground_group():
+        if embedded is not None:
+            try:
+                embedded.start()
+            except RuntimeError as exc:
+                sys.stderr.write(f"redis: {exc} (set EMBEDDED_REDIS_PORT, or REDIS_URL for your own)\n")
+                return 1
+        shared = run_settings_path()
+        write_run_settings(shared, {key: env[key] for key in SHARED_SETTINGS if env.get(key)})
+        sys.stdout.write(
+            f"Cronwork: web at {web} (health: {web}healthz), Redis at {env['REDIS_URL']}\n"
+            f"{credentials}"
+            f"Commands in another terminal reach this system (settings in {shared}).\n"
+            "Ctrl-C stops every process, Redis last.\n"
+        )
+        sys.stdout.flush()
+        supervisor = Supervisor.from_procfile((PROJECT_ROOT / "Procfile").read_text(), env, str(PROJECT_ROOT))
+        try:
+            supervisor.loop()
+        finally:
+            shared.unlink(missing_ok=True)
+            if embedded is not None:
+                embedded.stop()
+                sys.stdout.write("redis stopped\n")
+    # Stopped by Ctrl-C or SIGTERM: a clean stop, not a failure (honcho says 130 or 143).
+    return 0 if supervisor.returncode in (0, 130, 143) else int(supervisor.returncode or 1)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_is_free(port: int) -> bool:
+    """Whether nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
 def server_args(port: int, data_dir: Path, persist: bool) -> list[str]:
     """Command line of a loopback-only redis-server."""
     args = [
@@ -71,10 +77,22 @@ def server_args(port: int, data_dir: Path, persist: bool) -> list[str]:
 class EmbeddedRedis:
     """A redis-server child process on a loopback port."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, persist: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        persist: bool = False,
+        log_file: Path | None = None,
+        own_session: bool = False,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.persist = persist
+        # Server output goes here instead of nowhere (make run keeps it under instance/).
+        self.log_file = log_file
+        # In its own session, a Ctrl-C meant for the processes that use it does not reach it:
+        # whoever started it stops it, last.
+        self.own_session = own_session
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -84,10 +102,15 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         """Start the server and wait until it answers PING."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            server_args(self.port, self.data_dir, self.persist),
-            stdout=subprocess.DEVNULL,
-        )
+        if not port_is_free(self.port):
+            raise RuntimeError(f"port {self.port} is already in use: cannot start redis-server there")
+        with open(self.log_file or os.devnull, "ab") as output:
+            self.process = subprocess.Popen(
+                server_args(self.port, self.data_dir, self.persist),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=self.own_session,
+            )
         client = Redis(port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:

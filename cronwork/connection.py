@@ -12,6 +12,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel
 
@@ -23,6 +24,9 @@ log = logging.getLogger(__name__)
 REDIS_SOCKET_TIMEOUT = 5.0
 REDIS_CONNECT_TIMEOUT = 2.0
 HEALTH_CHECK_INTERVAL = 30
+# The wait between two start-up probes: 0.2 s doubling up to 2 s (redis-py's backoff, the one
+# every retry loop of Cronwork uses).
+STARTUP_BACKOFF = ExponentialBackoff(cap=2.0, base=0.2)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -80,25 +84,30 @@ def retry_until_up(
     probe: Callable[[], object],
     timeout: float,
     errors: tuple[type[BaseException], ...] = (RedisError, OSError),
+    permanent: Callable[[BaseException], bool] = lambda exc: False,
 ) -> None:
     """Call `probe` until it succeeds or `timeout` seconds pass; `where` is already masked.
 
     Raises ServiceUnavailable with one message naming the service and where it was looked for
-    (seed 002's scheduler hung for ever on a missing Redis).
+    (seed 002's scheduler hung for ever on a missing Redis); at once when `permanent` says no
+    wait can fix the error (a file that cannot be opened, a wrong password).
     """
     deadline = time.monotonic() + timeout
-    delay = 0.2
+    failures = 0
     while True:
         try:
             probe()
             return
         except errors as exc:
+            if permanent(exc):
+                raise ServiceUnavailable(f"cannot use {what} at {where}: {exc}") from None
+            delay = STARTUP_BACKOFF.compute(failures)
             if time.monotonic() + delay > deadline:
                 message = f"cannot reach {what} at {where} after {timeout:.0f}s: {exc}"
                 raise ServiceUnavailable(message) from None
             log.warning("waiting for %s at %s: %s", what, where, exc)
             time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            failures += 1
 
 
 def wait_for_redis(settings: CronworkSettings, timeout: float | None = None) -> None:

@@ -3,10 +3,15 @@
 Every process builds it once (the web app and the worker through `app.extensions.cronwork`,
 the scheduler straight from the environment, with no Flask app). A bad value fails at start,
 naming its variable: `STARTUP_TIMEOUT: expected a number of seconds, got 'abc'`.
+
+`make run` writes the settings it gave its processes to instance/run-settings.json while it
+runs; a process started by hand in a second terminal reads them under its own environment, so
+`flask --app app schedules list` reaches the same Redis and database without exporting anything.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -17,6 +22,8 @@ from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEDULE_FILE = PROJECT_ROOT / "scheduler_boot" / "schedule.toml"
+DEFAULT_INSTANCE_DIR = PROJECT_ROOT / "instance"
+RUN_SETTINGS_FILE = "run-settings.json"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_PREFIX = "cronwork"
 DEFAULT_SENTINEL_MASTER = "mymaster"
@@ -47,7 +54,7 @@ class CronworkSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> CronworkSettings:
         """Read REDIS_URL, REDIS_SENTINELS, REDIS_SENTINEL_MASTER, CRONWORK_PREFIX,
         SCHEDULE_FILE and STARTUP_TIMEOUT; raises SettingsError naming a bad one."""
-        env = os.environ if env is None else env
+        env = effective_env() if env is None else env
         return cls.from_mapping(
             {
                 "REDIS_URL": env.get("REDIS_URL", DEFAULT_REDIS_URL),
@@ -72,6 +79,46 @@ class CronworkSettings:
                 "STARTUP_TIMEOUT", config.get("STARTUP_TIMEOUT", DEFAULT_STARTUP_TIMEOUT)
             ),
         )
+
+
+def instance_dir(env: Mapping[str, str] | None = None) -> Path:
+    """Directory for local state (SQLite file, embedded Redis data, the running system's settings)."""
+    env = os.environ if env is None else env
+    return Path(env.get("CRONWORK_INSTANCE_DIR") or DEFAULT_INSTANCE_DIR)
+
+
+def run_settings_path(env: Mapping[str, str] | None = None) -> Path:
+    """Where `make run` keeps the settings of the system it runs."""
+    return instance_dir(env) / RUN_SETTINGS_FILE
+
+
+def write_run_settings(path: Path, values: Mapping[str, str]) -> None:
+    """Write the running system's settings whole or not at all (owner-only: URLs may hold a
+    password)."""
+    temporary = path.with_suffix(".tmp")
+    temporary.unlink(missing_ok=True)
+    with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+        json.dump(dict(values), out, indent=2, sort_keys=True)
+    temporary.replace(path)
+
+
+def read_run_settings(path: Path) -> dict[str, str]:
+    """The settings a running `make run` wrote; {} when it is not running."""
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise SettingsError(f"{path}: unreadable settings of `make run` ({exc}); delete the file") from None
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise SettingsError(f"{path}: expected an object of strings; delete the file")
+    return {str(key): value for key, value in values.items()}
+
+
+def effective_env() -> dict[str, str]:
+    """This process's environment over the settings of a running `make run`: what the
+    environment says wins, the rest comes from the running system."""
+    return {**read_run_settings(run_settings_path()), **os.environ}
 
 
 def seconds(name: str, value: Any) -> float:

@@ -27,6 +27,7 @@ from typing import Any
 from uuid import uuid4
 
 from redis import Redis, WatchError
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue
@@ -57,6 +58,8 @@ FOREIGN_WAIT = 0.1  # seconds a replica without the lock waits while foreign job
 EARLY_RETRY = 0.001  # seconds before retrying a pass Redis's clock found early
 LOGGED_RUNS = 50  # runs of one pass logged one by one; beyond, one summary line
 OUTAGE_BACKOFF_MAX = 5.0
+# Waits between passes while Redis is away: 0.1 s doubling up to OUTAGE_BACKOFF_MAX.
+OUTAGE_BACKOFF = ExponentialBackoff(cap=OUTAGE_BACKOFF_MAX, base=0.1)
 
 
 @dataclass
@@ -331,7 +334,7 @@ class CronworkScheduler(Scheduler):
         self.register_birth()
         self._install_signal_handlers()
         outage_since: float | None = None
-        backoff = 0.1
+        failures = 0
         try:
             while not self._stop_requested:
                 try:
@@ -342,14 +345,14 @@ class CronworkScheduler(Scheduler):
                     self._pass()
                     if outage_since is not None:
                         log.info("redis is back after %.1fs", time.monotonic() - outage_since)
-                        outage_since, backoff = None, 0.1
+                        outage_since, failures = None, 0
                 except (RedisConnectionError, RedisTimeoutError) as exc:
                     if outage_since is None:
                         outage_since = time.monotonic()
                         log.error("redis unreachable, retrying with backoff: %s", exc)
                     self._lock_acquired = False
-                    self._sleep_until(self.clock() + backoff)
-                    backoff = min(backoff * 2, OUTAGE_BACKOFF_MAX)
+                    self._sleep_until(self.clock() + OUTAGE_BACKOFF.compute(failures))
+                    failures += 1
         finally:
             try:
                 self.remove_lock()

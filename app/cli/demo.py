@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
-from flask.cli import AppGroup
+from flask import current_app
 from flask_migrate import upgrade
 
+from app.cli.group import CommandGroup
 from app.demo.seed import DEFAULT_SEED, describe, drop_all_tables, existing_counts, seed_demo
+from app.extensions import cronwork
 from app.models import now_utc
+from app.readiness import wait_for_database
 
-demo_cli = AppGroup("demo", help="Demo data so every periodic job has work.")
+demo_cli = CommandGroup("demo", help="Demo data so every periodic job has work.")
 
 
 def _parse_now(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
@@ -51,6 +54,8 @@ def seed_command(
     """Migrate the schema to head and fill it with realistic, reproducible demo data."""
     if reset and if_empty:
         raise click.UsageError("--reset and --if-empty contradict each other")
+    # A database that cannot be used is one line naming it, at once when no wait can help.
+    wait_for_database(current_app, cronwork.settings().startup_timeout)
     if reset:
         drop_all_tables()
     # The same path as production: Alembic migrations, never create_all().

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 
 import click
-from flask.cli import AppGroup
 
+from app.cli.group import CommandGroup
 from app.extensions import cronwork
 from app.ops.audit_log import audited, schedule_of_job
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
 from cronwork.audit import Action, Source
 
-failed_cli = AppGroup("failed", help="Failed runs: list and requeue.")
+failed_cli = CommandGroup("failed", help="Failed runs: list and requeue.")
 
 
 @failed_cli.command("list")

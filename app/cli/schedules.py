@@ -8,14 +8,16 @@ from contextlib import contextmanager
 from typing import Any
 
 import click
-from flask.cli import AppGroup
 
+from app.cli.group import CommandGroup
 from app.ops.audit_log import audited
 from app.ops.display import local_time, relative, schedule_json, short_duration, trigger_words
 from app.services.schedules import MAX_HISTORY, ScheduleActionError, ScheduleService, ScheduleView
 from cronwork.audit import Action, Source
 
-schedules_cli = AppGroup("schedules", help="Schedules: list, next fire times, run, pause, resume, ledger.")
+schedules_cli = CommandGroup(
+    "schedules", help="Schedules: list, next fire times, run, pause, resume, ledger."
+)
 
 
 @contextmanager

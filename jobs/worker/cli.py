@@ -14,6 +14,7 @@ import sys
 from app import create_app
 from app.extensions import db
 from app.readiness import ServiceUnavailable, wait_for_services
+from cronwork.settings import SettingsError
 from jobs.worker.build import build_worker, preload_jobs
 from jobs.worker.defaults import SHUTDOWN_GRACE
 from jobs.worker.logcontext import configure_logging
@@ -31,7 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    app = create_app()
+    try:
+        app = create_app()
+    except SettingsError as exc:
+        sys.stderr.write(f"jobs.worker: {exc}\n")
+        return 2
     try:
         wait_for_services(app)
     except ServiceUnavailable as exc:

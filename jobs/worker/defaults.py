@@ -6,6 +6,7 @@ pins the rq values they replace, so an rq upgrade that moves them fails loudly.
 
 from __future__ import annotations
 
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -26,4 +27,6 @@ SHUTDOWN_GRACE = 60.0  # seconds SIGTERM waits for the current job
 # from 1 s by x2, BaseWorker.max_connection_wait_time): the worker resumes at most this
 # long after Redis returns, whatever the outage length.
 OUTAGE_BACKOFF_MAX = 2.0
+# Waits between pings while Redis is away: 0.2 s doubling up to OUTAGE_BACKOFF_MAX.
+OUTAGE_BACKOFF = ExponentialBackoff(cap=OUTAGE_BACKOFF_MAX, base=0.2)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError)

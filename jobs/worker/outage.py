@@ -19,7 +19,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 from rq.worker import WorkerStatus
 
-from jobs.worker.defaults import OUTAGE_BACKOFF_MAX, REDIS_ERRORS
+from jobs.worker.defaults import OUTAGE_BACKOFF, OUTAGE_BACKOFF_MAX, REDIS_ERRORS
 
 
 class OutageMixin(Worker):
@@ -67,15 +67,15 @@ class OutageMixin(Worker):
     def wait_out_redis(self, exc: BaseException) -> None:
         """Block until Redis answers again (logged once per outage)."""
         self.log.error("redis unreachable (%s): waiting for it, the worker keeps running", exc)
-        started, delay = time.monotonic(), 0.2
+        started, failures = time.monotonic(), 0
         while True:
             try:
                 self.connection.ping()
                 self.log.info("redis is back after %.1fs", time.monotonic() - started)
                 return
             except REDIS_ERRORS:
-                time.sleep(delay)
-                delay = min(delay * 2, OUTAGE_BACKOFF_MAX)
+                time.sleep(OUTAGE_BACKOFF.compute(failures))
+                failures += 1
 
     def survive(self, call: Callable[..., Any], *args: Any) -> None:
         """Run `call`; on a Redis error, wait Redis out instead of raising."""
