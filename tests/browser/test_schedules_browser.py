@@ -10,11 +10,10 @@ import pytest
 from redis import Redis
 
 from app.config import PROJECT_ROOT
+from app.ops.pages import GRID_RUNS
 from cronwork.ledger import Ledger
-from cronwork.serializer import JSONJob
 from tests.app.conftest import KEYS, PASSWORD, USER, seed_ledger
 from tests.conftest import Processes, wait_until
-from tests.jobs.helpers import enqueue_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("registered")]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -52,12 +51,12 @@ def mark_states(browser: Any) -> list[tuple[str, str]]:
 
     return [
         (m.get_attribute("data-state"), m.get_attribute("title"))
-        for m in hc_row(browser).find_elements(By.CSS_SELECTOR, "li.mark")
+        for m in hc_row(browser).find_elements(By.CSS_SELECTOR, "li.mark[data-state]")
     ]
 
 
 def test_operator_logs_in_pauses_and_runs_a_schedule(
-    browser: Any, web_server: str, redis: Redis, processes: Processes
+    browser: Any, web_server: str, redis: Redis, processes: Processes, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
@@ -75,6 +74,10 @@ def test_operator_logs_in_pauses_and_runs_a_schedule(
     assert [state for state, _ in marks] == HISTORY
     assert "RuntimeError: boom at" in dict(marks)["failed"]
     assert "every 30 minutes" in hc_row(browser).text
+    grid = hc_row(browser).find_elements(By.CSS_SELECTOR, "ol.grid-row li.mark")
+    assert len(grid) == GRID_RUNS and {"m-failed", "m-succeeded"} <= {
+        c for cell in grid for c in (cell.get_attribute("class") or "").split()
+    }
 
     hc_row(browser).find_element(By.NAME, "reason").send_keys("maintenance window")
     hc_row(browser).find_element(By.XPATH, ".//button[normalize-space()='Pause']").click()
@@ -100,30 +103,61 @@ def test_operator_logs_in_pauses_and_runs_a_schedule(
     browser.find_element(By.LINK_TEXT, "hc").click()
     settle(lambda: "/schedules/hc" in browser.current_url)
     assert "RuntimeError: boom at" in browser.find_element(By.CSS_SELECTOR, "table.ledger").text
+    charts = browser.find_elements(By.CSS_SELECTOR, "figure.chart svg")
+    assert len(charts) == 3 and len(charts[0].find_elements(By.CSS_SELECTOR, "path.series")) == 1
+    assert charts[2].find_elements(By.CSS_SELECTOR, "line.fire")
     screenshot(browser, "ops-schedule-hc.png")
 
+    # The other pages, in the same session: health, a missing page, then Redis down.
+    browser.find_element(By.LINK_TEXT, "Health").click()
+    settle(lambda: browser.find_elements(By.CSS_SELECTOR, 'tr[data-check="health_check"]'))
+    statuses = {
+        row.get_attribute("data-check"): row.get_attribute("data-status")
+        for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-check]")
+    }
+    assert statuses["redis"] == "ok" and statuses["database"] == "ok" and statuses["workers"] == "ok"
+    screenshot(browser, "ops-health.png")
 
-def test_rq_dashboard_requeue_all_works_through_its_own_js_with_the_csrf_token(
-    browser: Any, web_server: str, redis: Redis, processes: Processes
-) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.wait import WebDriverWait
+    browser.get(f"{web_server}/schedules/hc/no-such-page")
+    assert "404" in browser.find_element(By.CSS_SELECTOR, ".error-page .code").text
+    assert browser.find_element(By.LINK_TEXT, "Back to the schedules")
+    screenshot(browser, "ops-404.png")
 
-    job_id = enqueue_run(
-        redis, "broken", 'func = "jobs.diagnostics.fail"\ncron = "0 0 1 1 *"\ntimeout = "10s"'
-    )
-    processes.start("-m", "jobs.worker", "default", name="worker")
-    wait_until(lambda: JSONJob.fetch(job_id, connection=redis).get_status() == "failed", timeout=30)
-
-    browser.get(f"{web_server}/rq/0/view/jobs/default/failed/8/asc/1")
+    down = redis_down_server(processes, tmp_path / "redis-down")
+    browser.get(f"{down}/login")
     browser.find_element(By.NAME, "username").send_keys(USER)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, ".login button[type=submit]").click()
-    wait = WebDriverWait(browser, 10)
-    wait.until(expected_conditions.element_to_be_clickable((By.ID, "requeue-all-btn"))).click()
-    wait.until(expected_conditions.element_to_be_clickable((By.ID, "confirmation-modal-yes"))).click()
-    wait.until(expected_conditions.invisibility_of_element_located((By.ID, "confirmation-modal")))
-    # Requeued by the dashboard's POST (token in X-CSRFToken), then failed again by the worker.
-    wait_until(lambda: len(JSONJob.fetch(job_id, connection=redis).results()) == 2, timeout=30)
-    screenshot(browser, "ops-rq-dashboard.png")
+    settle(lambda: browser.find_elements(By.CSS_SELECTOR, ".error-page"))
+    message = browser.find_element(By.CSS_SELECTOR, ".error-page .message").text
+    assert "Redis at redis://127.0.0.1:" in message and "is not answering" in message
+    screenshot(browser, "ops-503-redis-down.png")
+
+
+def redis_down_server(processes: Processes, folder: Path) -> str:
+    """A second web server of the same app on its own Redis, which is then stopped."""
+    from app.embedded_redis import EmbeddedRedis
+    from tests.browser.conftest import _answers, _free_port
+
+    own = EmbeddedRedis(folder).start()
+    port = _free_port()
+    env = {
+        "WEB_HOST": "127.0.0.1",
+        "WEB_PORT": str(port),
+        "WEB_CONCURRENCY": "1",
+        "SECRET_KEY": "browser-test-secret",
+        "ADMIN_TOKEN": "t",
+        "ADMIN_USER": USER,
+        "ADMIN_PASSWORD": PASSWORD,
+        "REDIS_URL": own.url,
+    }
+    web = processes.start(
+        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web-down", extra_env=env
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: web.poll() is not None or _answers(f"{base}/healthz"), timeout=30)
+    finally:
+        own.stop()
+    assert web.poll() is None, processes.output(web)
+    return base
