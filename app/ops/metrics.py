@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from flask import Flask, Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -20,7 +20,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, Worker
+from rq.exceptions import NoSuchJobError
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.worker import BaseWorker
 
 from app.extensions import cronwork
 from app.ops import ops_blueprint
@@ -28,6 +30,7 @@ from app.services.schedules import ScheduleService
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.runs import RunState
+from cronwork.serializer import JSONJob
 from cronwork.spec import ScheduleSpec
 from cronwork.stats import RunStats, run_stats
 
@@ -66,10 +69,11 @@ class CronworkCollector:
         try:
             redis = self.connection()
             registered = ScheduleService(redis, self.keys).registered()  # read once for both
+            workers = Worker.all(connection=redis)  # and these for the queues and the total
             families = [
                 *self._schedules(redis, registered),
-                *self._queues(redis, registered),
-                *self._processes(redis),
+                *self._queues(redis, registered, workers),
+                *self._processes(redis, workers),
             ]
         except RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
@@ -120,23 +124,69 @@ class CronworkCollector:
         for state in COUNTED:
             runs.add_metric([name, state], float(stats.runs.get(state, 0)))
 
-    def _queues(self, redis: Redis, registered: Mapping[str, ScheduleSpec]) -> list[Metric]:
+    def _queues(
+        self, redis: Redis, registered: Mapping[str, ScheduleSpec], workers: Sequence[BaseWorker]
+    ) -> list[Metric]:
+        """Every queue that exists, that a registered schedule uses or that a worker listens on;
+        the last two with zeros too, so "no worker for a schedule's queue" is a series (the
+        same rule as /healthz's unserved queues)."""
         length = _gauge("queue_length", "Jobs waiting in the queue", ("queue",))
+        waited = _gauge(
+            "queue_oldest_job_age_seconds",
+            "Seconds the next job to be taken has waited since it was enqueued (0: queue empty)",
+            ("queue",),
+        )
         started = _gauge("queue_started_jobs", "Jobs running now (started registry)", ("queue",))
         failed = _gauge("queue_failed_jobs", "Jobs in the failed registry", ("queue",))
-        names = {q.name for q in Queue.all(connection=redis)}
-        names |= {spec.queue for spec in registered.values()}
-        for name in sorted(names):
-            queue = Queue(name, connection=redis)
-            length.add_metric([name], float(queue.count))
+        served = _gauge("queue_workers", "Live RQ workers listening on the queue", ("queue",))
+        used = _gauge("queue_schedules", "Registered schedules that enqueue to the queue", ("queue",))
+        schedules = Counter(spec.queue for spec in registered.values())
+        listening = Counter(q for w in workers for q in w.queue_names())
+        names = {q.name for q in Queue.all(connection=redis)} | set(schedules) | set(listening)
+        queues = [Queue(name, connection=redis) for name in sorted(names)]
+        counts = {queue.name: queue.count for queue in queues}
+        waits = self._head_waits(redis, [queue for queue in queues if counts[queue.name]])
+        for queue in queues:
+            name = queue.name
+            length.add_metric([name], float(counts[name]))
+            waited.add_metric([name], waits.get(name, 0.0))
             started.add_metric([name], float(StartedJobRegistry(queue=queue).get_job_count(cleanup=False)))
             failed.add_metric([name], float(FailedJobRegistry(queue=queue).get_job_count(cleanup=False)))
-        return [length, started, failed]
+            served.add_metric([name], float(listening[name]))
+            used.add_metric([name], float(schedules[name]))
+        return [length, waited, started, failed, served, used]
 
-    def _processes(self, redis: Redis) -> list[Metric]:
+    def _head_waits(self, redis: Redis, queues: list[Queue]) -> dict[str, float]:
+        """Seconds since the job at the head of each queue (the next one a worker takes) was
+        enqueued: how far behind the queue's workers are, whatever its length. Asked only of
+        non-empty queues, so an idle deployment pays no round trip for it."""
+        heads = {queue.name: ids[0] for queue in queues if (ids := queue.get_job_ids(0, 1))}
+        if not heads:
+            return {}
+        try:
+            # JSONJob: restoring never unpickles (cronwork.serializer); one pipeline for all.
+            jobs = JSONJob.fetch_many(list(heads.values()), connection=redis)
+        except (NoSuchJobError, ValueError) as exc:  # a job hash written by hand: no figure
+            log.warning("metrics: unreadable job at a queue head: %s", exc)
+            return {}
+        now = self.clock()
+        return {
+            name: max(now - job.enqueued_at.timestamp(), 0.0)
+            for name, job in zip(heads, jobs, strict=True)
+            if job is not None and job.enqueued_at is not None
+        }
+
+    def _processes(self, redis: Redis, workers: Sequence[BaseWorker]) -> list[Metric]:
         now = self.clock()
         families: list[Metric] = []
         beat_age = store.scheduler_heartbeat_age(redis, self.keys, now)
+        up = _gauge(
+            "scheduler_up",
+            f"1 when a scheduler loop completed a pass within {store.SCHEDULER_HEARTBEAT_MAX_AGE:g} s "
+            "(the /healthz limit)",
+        )
+        up.add_metric([], 1.0 if store.scheduler_alive(beat_age) else 0.0)
+        families.append(up)
         if beat_age is not None:
             age = _gauge("scheduler_heartbeat_age_seconds", "Seconds since a scheduler loop completed a pass")
             age.add_metric([], max(beat_age, 0.0))
@@ -149,13 +199,9 @@ class CronworkCollector:
         for name, seconds in sorted(store.live_scheduler_offsets(redis, self.keys, now).items()):
             offset.add_metric([name], seconds)
         families.append(offset)
-        workers = Worker.all(connection=redis)
         total = _gauge("workers", "Live RQ workers")
         total.add_metric([], float(len(workers)))
-        per_queue = _gauge("queue_workers", "Live RQ workers listening on the queue", ("queue",))
-        for queue, count in sorted(Counter(q for w in workers for q in w.queue_names()).items()):
-            per_queue.add_metric([queue], float(count))
-        return [*families, total, per_queue]
+        return [*families, total]
 
 
 def build_registry(app: Flask) -> CollectorRegistry:

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 from rq import Worker
 from rq.registry import FailedJobRegistry
 
 from app import create_app
-from app.ops.metrics import COUNTED
+from app.ops.metrics import COUNTED, CronworkCollector
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET
 from cronwork.ledger import Ledger
@@ -32,11 +33,22 @@ def scrape(client: FlaskClient) -> Series:
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
+    return parse(response.get_data(as_text=True))
+
+
+def parse(text: str) -> Series:
     series: Series = {}
-    for family in text_string_to_metric_families(response.get_data(as_text=True)):
+    for family in text_string_to_metric_families(text):
         for sample in family.samples:
             series[(sample.name, frozenset(sample.labels.items()))] = sample.value
     return series
+
+
+def collect(redis: Redis, clock: Callable[[], float]) -> Series:
+    """The collector's series at a given clock, without the web app."""
+    registry = CollectorRegistry()
+    registry.register(CronworkCollector(lambda: redis, KEYS, clock=clock))
+    return parse(generate_latest(registry).decode())
 
 
 def value(series: Series, name: str, **labels: str) -> float:
@@ -112,8 +124,74 @@ def test_metrics_carry_schedule_queue_and_process_series(client: FlaskClient, re
     assert value(series, "scheduler_heartbeat_age_seconds") == pytest.approx(5, abs=2)
     assert value(series, "scheduler_clock_offset_seconds", scheduler="scheduler-1") == -2.0
     assert ("cronwork_scheduler_clock_offset_seconds", frozenset({("scheduler", "gone")})) not in series
+    assert value(series, "scheduler_up") == 1
     assert value(series, "workers") == 1
     assert value(series, "queue_workers", queue="default") == 1
+    assert value(series, "queue_schedules", queue="default") == 2  # hc and nightly
+    assert 0 < value(series, "queue_oldest_job_age_seconds", queue="default") < 60
+
+
+@pytest.mark.usefixtures("registered")
+def test_queues_of_schedules_and_workers_are_shown_with_zeros(client: FlaskClient, redis: Redis) -> None:
+    """A queue a schedule uses but no worker serves (what CronworkNoWorkerForQueue looks for),
+    and one a worker serves but no schedule uses, both carry the zero."""
+    Worker([json_queue("reports", redis)], connection=redis, name="reports-worker").register_birth()
+
+    series = scrape(client)
+
+    assert value(series, "queue_workers", queue="default") == 0
+    assert value(series, "queue_schedules", queue="default") == 2
+    assert value(series, "queue_workers", queue="reports") == 1
+    assert value(series, "queue_schedules", queue="reports") == 0
+    for queue in ("default", "reports"):  # nothing waits in either
+        assert value(series, "queue_length", queue=queue) == 0
+        assert value(series, "queue_oldest_job_age_seconds", queue=queue) == 0
+
+
+def test_oldest_job_age_is_the_wait_of_the_queue_head(redis: Redis) -> None:
+    queue = json_queue("default", redis)
+    first = queue.enqueue("jobs.diagnostics.count_users")
+    queue.enqueue("jobs.diagnostics.count_users")
+    assert first.enqueued_at is not None
+    enqueued = first.enqueued_at.timestamp()
+    gone = json_queue("ghost", redis).enqueue("jobs.diagnostics.count_users")
+    redis.delete(gone.key)  # an id left in the queue whose job is gone: no wait to show
+
+    series = collect(redis, clock=lambda: enqueued + 42.5)
+
+    assert value(series, "queue_oldest_job_age_seconds", queue="default") == pytest.approx(42.5)
+    assert value(series, "queue_length", queue="default") == 2
+    assert value(series, "queue_oldest_job_age_seconds", queue="ghost") == 0
+
+
+def test_an_unreadable_job_at_a_queue_head_costs_the_figure_not_the_scrape(redis: Redis) -> None:
+    job = json_queue("default", redis).enqueue("jobs.diagnostics.count_users")
+    redis.hset(job.key, "enqueued_at", "yesterday")  # written by hand
+
+    series = collect(redis, clock=time.time)
+
+    assert value(series, "redis_up") == 1
+    assert value(series, "queue_length", queue="default") == 1
+    assert value(series, "queue_oldest_job_age_seconds", queue="default") == 0
+
+
+@pytest.mark.parametrize(
+    ("beat_age", "up"),
+    [(None, 0.0), (5.0, 1.0), (store.SCHEDULER_HEARTBEAT_MAX_AGE + 5, 0.0)],
+    ids=["never-beat", "fresh", "stale"],
+)
+def test_scheduler_up_follows_the_healthz_limit(redis: Redis, beat_age: float | None, up: float) -> None:
+    now = time.time()
+    if beat_age is not None:
+        store.beat_scheduler(redis, KEYS, "scheduler-1", now - beat_age)
+
+    series = collect(redis, clock=lambda: now)
+
+    assert value(series, "scheduler_up") == up
+    if beat_age is None:
+        assert ("cronwork_scheduler_heartbeat_age_seconds", frozenset()) not in series
+    else:
+        assert value(series, "scheduler_heartbeat_age_seconds") == pytest.approx(beat_age)
 
 
 def test_metrics_without_redis_still_answer(database_url: str) -> None:
