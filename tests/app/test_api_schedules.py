@@ -58,7 +58,7 @@ def test_list_shows_trigger_zone_next_fires_and_state(client: FlaskClient, redis
     assert hc["consecutive_failures"] == 2
 
     nightly = by_name["nightly"]
-    assert nightly["trigger"] == "every day at 02:00"
+    assert nightly["trigger"] == "at 02:00"
     local = [
         datetime.fromisoformat(t).astimezone(ZoneInfo("Asia/Shanghai")) for t in nightly["next_fire_times"]
     ]

@@ -241,8 +241,8 @@ def test_no_get_changes_state(client: FlaskClient, redis: Redis) -> None:
     def snapshot() -> dict[bytes, bytes | None]:
         return {key: redis.dump(key) for key in redis.scan_iter()}
 
+    token = log_in(client)  # a login is an action: the audit trail records it
     before = snapshot()
-    token = log_in(client)
     for route in ROUTES:
         if route.method == "GET":
             headers = bearer() if route.kind == "api" else {"X-CSRFToken": token}
