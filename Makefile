@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint install bench clean browser postgres faketime promtool
+.PHONY: run test lint install bench chaos clean browser postgres faketime promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,10 @@ test: install lint browser postgres faketime promtool
 
 bench: install
 	$(PY) -m bench
+
+# The long chaos run: 5 minutes of kills, a Redis restart and hostile entries (the suite runs 30 s).
+chaos: install faketime
+	$(PY) -m bench chaos
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache .ruff_cache .mypy_cache

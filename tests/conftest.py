@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +24,11 @@ from app.config import PROJECT_ROOT
 from app.embedded_postgres import EmbeddedPostgres, PostgresNotAvailable
 from app.embedded_redis import EmbeddedRedis
 from app.extensions import cronwork, db
+
+# No test reads the settings of a `make run` running from this checkout
+# (instance/run-settings.json): the suite's processes and apps get their own instance directory.
+os.environ["CRONWORK_INSTANCE_DIR"] = tempfile.mkdtemp(prefix="cronwork-test-instance-")
+atexit.register(shutil.rmtree, os.environ["CRONWORK_INSTANCE_DIR"], True)
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ WORKERS = 3
 STOP_TIMEOUT = 15.0
 # A worker SIGKILLed alone must take its work horse and rq scheduler child with it (their
 # parent-death signal): a horse that outlives its worker runs on while the run is declared
-# abandoned and retried (DESIGN.md, "Pitfalls we know"). Seconds they get to be gone.
+# abandoned and retried (docs/design.md, "Known pitfalls of the libraries"). Seconds they get to be gone.
 ORPHAN_GRACE = 5.0
 
 

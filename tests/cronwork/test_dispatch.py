@@ -146,7 +146,8 @@ def test_paused_and_missed_ticks_are_recorded_without_a_job(redis: Redis) -> Non
     ticks = [T0, T0 + timedelta(seconds=1)]
     plan = template(redis, s, ticks[1:], planned_score=T0.timestamp(), paused=True, missed=[int(T0.timestamp())])
     done = Dispatcher(redis, KEYS, "a").dispatch([plan])
-    assert done.missed == [("plain", int(T0.timestamp()))] and done.paused == 1
+    assert done.missed == [("plain", int(T0.timestamp()))]
+    assert done.paused == [("plain", int(ticks[1].timestamp()))]
     states = [r["state"] for r in Ledger(redis, KEYS).history("plain")]
     assert states == [RunState.PAUSED, RunState.MISSED]
     assert json_queue("default", redis).count == 0

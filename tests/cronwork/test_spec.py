@@ -215,7 +215,7 @@ def test_missing_file_is_reported(tmp_path: Path) -> None:
 
 def test_the_shipped_schedule_is_valid() -> None:
     schedule = load_schedule(DEFAULT_SCHEDULE_FILE)
-    # Every periodic job of the seed systems (DESIGN.md, "Domain jobs") is declared.
+    # Every periodic job of the seed systems Cronwork replaces is declared.
     assert set(schedule.enabled) == {
         "health_check", "update_stage_status", "reset_periodic_tasks", "check_task_warnings",
         "update_time_progress", "cleanup_old_data", "process_scheduled_shipments",
