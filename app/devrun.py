@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from app.config import PROJECT_ROOT, settings_from_env
 from app.embedded_redis import EmbeddedRedis
@@ -74,9 +78,17 @@ def check_configuration(env: dict[str, str]) -> str | None:
 
 
 def prepare_database(env: dict[str, str]) -> int:
-    """Migrate, and seed demo data on first run; the command prints its own one-line error."""
+    """Migrate, and seed demo data on first run; the command prints its own one-line error.
+
+    In its own session, so that a Ctrl-C is ours to handle: we stop it quietly."""
     seed = [sys.executable, "-m", "flask", "--app", "app", "demo", "seed", "--if-empty"]
-    return subprocess.run(seed, env=env, cwd=PROJECT_ROOT).returncode
+    process = subprocess.Popen(seed, env=env, cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        return process.wait()
+    except StopRequested:
+        process.terminate()
+        process.wait()
+        raise
 
 
 def main() -> int:
@@ -101,17 +113,27 @@ def main() -> int:
     credentials = dev_credentials(env, folder)
     web = f"http://{env.setdefault('WEB_HOST', '127.0.0.1')}:{env.setdefault('WEB_PORT', '8000')}/"
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    with foreground_group(), stop_on_signal():
+        try:
+            return run(env, embedded, web, credentials)
+        except StopRequested:
+            sys.stdout.write("stopped before every process had started\n")
+            return 0
+
+
+def run(env: dict[str, str], embedded: EmbeddedRedis | None, web: str, credentials: str) -> int:
+    """Database, Redis, then the Procfile until stopped; Redis and the settings file go last."""
     status = prepare_database(env)
     if status:
         return status
-    with foreground_group():
+    shared = run_settings_path()
+    try:
         if embedded is not None:
             try:
                 embedded.start()
             except RuntimeError as exc:
                 sys.stderr.write(f"redis: {exc} (set EMBEDDED_REDIS_PORT, or REDIS_URL for your own)\n")
                 return 1
-        shared = run_settings_path()
         write_run_settings(shared, {key: env[key] for key in SHARED_SETTINGS if env.get(key)})
         sys.stdout.write(
             f"Cronwork: web at {web} (health: {web}healthz), Redis at {env['REDIS_URL']}\n"
@@ -121,15 +143,36 @@ def main() -> int:
         )
         sys.stdout.flush()
         supervisor = Supervisor.from_procfile((PROJECT_ROOT / "Procfile").read_text(), env, str(PROJECT_ROOT))
-        try:
-            supervisor.loop()
-        finally:
-            shared.unlink(missing_ok=True)
-            if embedded is not None:
-                embedded.stop()
-                sys.stdout.write("redis stopped\n")
+        supervisor.loop()  # from here on honcho's handler (app.supervisor) takes the signals
+    finally:
+        for number in (signal.SIGINT, signal.SIGTERM):  # a further Ctrl-C must not cut the clean-up
+            signal.signal(number, signal.SIG_IGN)
+        shared.unlink(missing_ok=True)
+        if embedded is not None and embedded.process is not None:
+            embedded.stop()
+            sys.stdout.write("redis stopped\n")
     # Stopped by Ctrl-C or SIGTERM: a clean stop, not a failure (honcho says 130 or 143).
     return 0 if supervisor.returncode in (0, 130, 143) else int(supervisor.returncode or 1)
+
+
+class StopRequested(Exception):
+    """Ctrl-C or SIGTERM before the supervisor took over the signals."""
+
+
+@contextmanager
+def stop_on_signal() -> Iterator[None]:
+    """Until honcho installs its own handler, a signal unwinds start-up cleanly (a Ctrl-C in
+    the first seconds gave a KeyboardInterrupt traceback and left Redis running)."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise StopRequested
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 if __name__ == "__main__":

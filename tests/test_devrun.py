@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
@@ -128,6 +130,16 @@ def devruns() -> Iterator[list[DevRun]]:
         run.close()
 
 
+def _healthz_status(env: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{env['WEB_PORT']}/healthz", timeout=2) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+    except OSError:
+        return 0
+
+
 def _web_answers(env: dict[str, str]) -> bool:
     try:
         urllib.request.urlopen(f"http://127.0.0.1:{env['WEB_PORT']}/healthz", timeout=2)
@@ -166,8 +178,12 @@ def test_the_supervisor_waits_longer_than_a_worker_lets_its_job_run() -> None:
 def test_ctrl_c_stops_every_process_then_redis_and_a_restart_has_no_ghost(
     run_env: dict[str, str], devruns: list[DevRun]
 ) -> None:
+    started = time.monotonic()
     run, redis = _start(run_env, devruns)
     redis_port = int(run_env["EMBEDDED_REDIS_PORT"])
+    # Healthy from the first seconds: no wait for the first 30 s health_check tick.
+    wait_until(lambda: _healthz_status(run_env) == 200, 20)
+    assert time.monotonic() - started < 30
 
     # A second terminal reaches the same Redis and database without exporting anything.
     listed = second_terminal(run_env, "schedules", "list")
@@ -204,6 +220,47 @@ def test_ctrl_c_stops_every_process_then_redis_and_a_restart_has_no_ghost(
     assert len(_workers(redis)) == 1
     assert run.ctrl_c() == 0, run.output()
     assert "Traceback" not in run.output(), run.output()
+
+
+def test_ctrl_c_on_a_terminal_reaches_make_run_and_not_its_parent(run_env: dict[str, str]) -> None:
+    """On a terminal, Ctrl-C is the character ^C: the terminal signals its foreground process
+    group. `make` is in it too, and would end a clean stop with `make: *** [run] Interrupt`;
+    here a shell with a SIGINT trap stands in for make."""
+    settings_file = Path(run_env["CRONWORK_INSTANCE_DIR"]) / RUN_SETTINGS_FILE
+    parent = f'trap "echo PARENT_GOT_SIGINT" INT; {sys.executable} -m app.devrun; echo "EXIT=$?"'
+    pid, terminal = pty.fork()
+    if pid == 0:  # the child: session leader with the pseudo-terminal as its terminal
+        os.chdir(PROJECT_ROOT)
+        os.execve("/bin/sh", ["sh", "-c", parent], run_env)
+    output = b""
+
+    def read_for(seconds: float, until: bytes = b"") -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not (until and until in output):
+            ready, _, _ = select.select([terminal], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(terminal, 65536)
+                except OSError:  # the other side is closed: everything exited
+                    return
+                if not chunk:
+                    return
+                output += chunk
+
+    try:
+        read_for(60, until=b"Redis last.")
+        wait_until(settings_file.exists, 10)
+        os.write(terminal, b"\x03")
+        read_for(60, until=b"EXIT=")
+        read_for(1)
+    finally:
+        os.close(terminal)
+        os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    assert "EXIT=0" in text, text
+    assert "PARENT_GOT_SIGINT" not in text and "Traceback" not in text, text
+    assert "redis stopped" in text and not settings_file.exists(), text
 
 
 def test_a_schedule_typo_is_the_only_thing_printed(run_env: dict[str, str], devruns: list[DevRun]) -> None:
