@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"  # as scheduler_boot's
 INFO_LOGGERS = ("app", "cronwork")
@@ -30,3 +32,18 @@ def log_to_stderr() -> None:
         logger = logging.getLogger(name)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+
+
+@contextmanager
+def quiet_for_commands() -> Iterator[None]:
+    """While a `flask` command runs: it prints its own result in a line, and our INFO lines would
+    repeat it (the audit trail still records the action in Redis). Warnings and errors show."""
+    loggers = [logging.getLogger(name) for name in INFO_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import cronwork
+from app.logs import quiet_for_commands
 from app.readiness import ServiceUnavailable, database_error, describe_database
 from cronwork.connection import describe_redis
 
@@ -20,7 +21,8 @@ class CommandGroup(AppGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with quiet_for_commands():
+                return super().invoke(ctx)
         except ServiceUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         except RedisError as exc:
