@@ -44,6 +44,7 @@ class Supervisor(Manager):
         self.grace = grace
         self._stop_started = 0.0
         self._killed = False
+        self._pending_force: bool | None = None  # a signal came before every pid was known
 
     @classmethod
     def from_procfile(cls, text: str, env: dict[str, str], cwd: str) -> Supervisor:
@@ -88,6 +89,21 @@ class Supervisor(Manager):
         self._killall()
         # honcho counts its wait from the first process's exit, about when the stop began.
         honcho.manager.KILL_WAIT = time.monotonic() - self._stop_started + SECOND_SIGNAL_WAIT
+
+    def _killall(self, force: bool = False) -> None:
+        # honcho learns a pid from the child's "started" event; a signal before every event
+        # arrived made its _killall raise KeyError('pid'). Send it once every pid is known.
+        if not super()._all_started():
+            self._pending_force = force or bool(self._pending_force)
+            return
+        super()._killall(force)
+
+    def _all_started(self) -> bool:
+        started = bool(super()._all_started())
+        if started and self._pending_force is not None:
+            force, self._pending_force = self._pending_force, None
+            super()._killall(force)
+        return started
 
     def kill(self) -> None:
         """SIGKILL whatever is left, once."""

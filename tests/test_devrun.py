@@ -175,6 +175,30 @@ def test_the_supervisor_waits_longer_than_a_worker_lets_its_job_run() -> None:
     assert STOP_GRACE > SHUTDOWN_GRACE
 
 
+EARLY_SIGNAL = """
+import os, signal, sys
+from app.supervisor import Supervisor
+
+class Early(Supervisor):
+    def _start(self):
+        super()._start()
+        os.kill(os.getpid(), signal.SIGINT)  # before honcho has read a single "started" event
+
+supervisor = Early.from_procfile("a: sleep 30\\nb: sleep 30\\n", dict(os.environ), ".")
+supervisor.loop()
+sys.stdout.write(f"returncode {supervisor.returncode}\\n")
+"""
+
+
+def test_a_signal_before_every_process_is_known_still_stops_them_all() -> None:
+    """honcho learns each pid from an event; its stop raised KeyError('pid') before then."""
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY_SIGNAL], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=30
+    )
+    assert "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert done.stdout.count("sending SIGTERM") == 2 and "returncode 130" in done.stdout, done.stdout
+
+
 def test_ctrl_c_stops_every_process_then_redis_and_a_restart_has_no_ghost(
     run_env: dict[str, str], devruns: list[DevRun]
 ) -> None:
