@@ -10,6 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +24,7 @@ from redis import Redis
 from app import create_app
 from app.config import PROJECT_ROOT
 from app.embedded_postgres import EmbeddedPostgres, PostgresNotAvailable
-from app.embedded_redis import EmbeddedRedis
+from app.embedded_redis import EmbeddedRedis, free_port
 from app.extensions import cronwork, db
 
 # No test reads the settings of a `make run` running from this checkout
@@ -134,6 +136,21 @@ class Processes:
         self.started.append((proc, log_path))
         return proc
 
+    def start_web(self, name: str = "web", **env: str) -> tuple[subprocess.Popen[bytes], str]:
+        """gunicorn serving `app:create_app()` on a free 127.0.0.1 port, as the Procfile's web
+        does, with `env` on top of the test's; returns the process and its base URL once it
+        answers (any status: /healthz may say 503)."""
+        port = free_port()
+        extra = {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_CONCURRENCY": "1", **env}
+        web = self.start("-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name=name, extra_env=extra)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: web.poll() is not None or http_answers(f"{base}/healthz"), timeout=30)
+        except AssertionError:
+            pytest.fail(f"web server did not answer:\n{self.output(web)}")
+        assert web.poll() is None, self.output(web)
+        return web, base
+
     def output(self, proc: subprocess.Popen[bytes]) -> str:
         """Everything the process has written so far."""
         for started, path in self.started:
@@ -173,6 +190,17 @@ def processes(process_env: dict[str, str], tmp_path: Path) -> Iterator[Processes
     procs = Processes(process_env, tmp_path)
     yield procs
     procs.stop_all()
+
+
+def http_answers(url: str) -> bool:
+    """Whether a server answers `url` with any HTTP status."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # an HTTP answer, even an error, means the server is up
+    except OSError:
+        return False
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, interval: float = 0.1) -> object:

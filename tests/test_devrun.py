@@ -24,12 +24,13 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from rq import Worker
+from rq.worker import BaseWorker
 
 from app.embedded_redis import free_port, port_is_free
 from app.supervisor import STOP_GRACE
 from cronwork.settings import PROJECT_ROOT, RUN_SETTINGS_FILE
 from jobs.worker.defaults import SHUTDOWN_GRACE
-from tests.conftest import wait_until
+from tests.conftest import http_answers, wait_until
 
 SLOW_JOB_SECONDS = 3
 SCHEDULE = f"""
@@ -140,17 +141,7 @@ def _healthz_status(env: dict[str, str]) -> int:
         return 0
 
 
-def _web_answers(env: dict[str, str]) -> bool:
-    try:
-        urllib.request.urlopen(f"http://127.0.0.1:{env['WEB_PORT']}/healthz", timeout=2)
-    except urllib.error.HTTPError:
-        return True  # answering, even if not every part is healthy yet
-    except OSError:
-        return False
-    return True
-
-
-def _workers(redis: Redis) -> list[Worker]:
+def _workers(redis: Redis) -> list[BaseWorker]:
     return Worker.all(connection=redis)
 
 
@@ -161,7 +152,7 @@ def _start(env: dict[str, str], devruns: list[DevRun]) -> tuple[DevRun, Redis]:
     wait_until(lambda: settings_file.exists() or run.process.poll() is not None, 60)
     assert run.process.poll() is None, run.output()
     redis = Redis.from_url(json.loads(settings_file.read_text())["REDIS_URL"])
-    wait_until(lambda: _web_answers(env) and _workers(redis), 60)
+    wait_until(lambda: http_answers(f"http://127.0.0.1:{env['WEB_PORT']}/healthz") and _workers(redis), 60)
     return run, redis
 
 

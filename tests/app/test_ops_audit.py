@@ -5,7 +5,6 @@ the CLI, rq-dashboard — is recorded with who, when, what and from where, and s
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -139,41 +138,16 @@ def test_login_password_is_never_recorded(client: FlaskClient, redis: Redis) -> 
     assert PASSWORD.encode() not in b"".join(redis.lrange(KEYS.audit, 0, -1))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # /healthz may say 503: the server is up
-    except OSError:
-        return False
-
-
 def test_under_gunicorn_each_info_line_of_an_action_reaches_the_console_once(
     processes: Processes, schedule_file: Path
 ) -> None:
-    port = _free_port()
-    env = {
-        "WEB_PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "SECRET_KEY": "audit-test-secret",
-        "ADMIN_TOKEN": TOKEN,
-        "ADMIN_USER": USER,
-        "ADMIN_PASSWORD": PASSWORD,
-        "SCHEDULE_FILE": str(schedule_file),
-    }
-    web = processes.start(
-        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web", extra_env=env
+    web, base = processes.start_web(
+        SECRET_KEY="audit-test-secret",
+        ADMIN_TOKEN=TOKEN,
+        ADMIN_USER=USER,
+        ADMIN_PASSWORD=PASSWORD,
+        SCHEDULE_FILE=str(schedule_file),
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: web.poll() is not None or _answers(f"{base}/healthz"), timeout=30)
-    assert web.poll() is None, processes.output(web)
 
     pause = urllib.request.Request(
         f"{base}/api/schedules/hc/pause",

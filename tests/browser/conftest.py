@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.app.conftest import PASSWORD, TOKEN, USER, ops_app, registered, schedule_file  # noqa: F401
-from tests.conftest import Processes, wait_until
+from tests.conftest import Processes
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 INSTALL_HINT = "install it with `make browser` (apt-get install -y chromium chromium-driver)"
@@ -64,43 +61,14 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
     driver.quit()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except urllib.error.HTTPError:
-        return True  # any HTTP answer means the server is up (/healthz may say 503)
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def web_server(processes: Processes, schedule_file: Path) -> str:  # noqa: F811
     """gunicorn serving `app:create_app()` on a free 127.0.0.1 port, as the Procfile's web does."""
-    port = _free_port()
-    env = {
-        "WEB_HOST": "127.0.0.1",
-        "WEB_PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "SECRET_KEY": "browser-test-secret",
-        "ADMIN_TOKEN": TOKEN,
-        "ADMIN_USER": USER,
-        "ADMIN_PASSWORD": PASSWORD,
-        "SCHEDULE_FILE": str(schedule_file),
-    }
-    web = processes.start(
-        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web", extra_env=env
+    _, base = processes.start_web(
+        SECRET_KEY="browser-test-secret",
+        ADMIN_TOKEN=TOKEN,
+        ADMIN_USER=USER,
+        ADMIN_PASSWORD=PASSWORD,
+        SCHEDULE_FILE=str(schedule_file),
     )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: web.poll() is not None or _answers(f"{base}/healthz"), timeout=30)
-    except AssertionError:
-        pytest.fail(f"web server did not answer:\n{processes.output(web)}")
-    assert web.poll() is None, processes.output(web)
     return base

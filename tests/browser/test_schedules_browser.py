@@ -137,27 +137,17 @@ def test_operator_logs_in_pauses_and_runs_a_schedule(
 def redis_down_server(processes: Processes, folder: Path) -> str:
     """A second web server of the same app on its own Redis, which is then stopped."""
     from app.embedded_redis import EmbeddedRedis
-    from tests.browser.conftest import _answers, _free_port
 
     own = EmbeddedRedis(folder).start()
-    port = _free_port()
-    env = {
-        "WEB_HOST": "127.0.0.1",
-        "WEB_PORT": str(port),
-        "WEB_CONCURRENCY": "1",
-        "SECRET_KEY": "browser-test-secret",
-        "ADMIN_TOKEN": "t",
-        "ADMIN_USER": USER,
-        "ADMIN_PASSWORD": PASSWORD,
-        "REDIS_URL": own.url,
-    }
-    web = processes.start(
-        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web-down", extra_env=env
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: web.poll() is not None or _answers(f"{base}/healthz"), timeout=30)
+        _, base = processes.start_web(
+            "web-down",
+            SECRET_KEY="browser-test-secret",
+            ADMIN_TOKEN="t",
+            ADMIN_USER=USER,
+            ADMIN_PASSWORD=PASSWORD,
+            REDIS_URL=own.url,
+        )
     finally:
         own.stop()
-    assert web.poll() is None, processes.output(web)
     return base
