@@ -33,6 +33,23 @@ os.environ["CRONWORK_INSTANCE_DIR"] = tempfile.mkdtemp(prefix="cronwork-test-ins
 atexit.register(shutil.rmtree, os.environ["CRONWORK_INSTANCE_DIR"], True)
 
 
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the chaos harness in the background as soon as its test is collected (see
+    tests/test_chaos.py): it runs beside the in-process tests instead of after them."""
+    if any(item.path.name == "test_chaos.py" for item in session.items):
+        from tests.test_chaos import start_chaos
+
+        start_chaos()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A background chaos run the session did not wait for (it stopped early) is stopped."""
+    chaos = sys.modules.get("tests.test_chaos")
+    if chaos is not None:
+        chaos.stop_chaos()
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
     """A real redis-server (the bundled binary) on a free port, for the whole session."""
