@@ -15,6 +15,7 @@ from cronwork.settings import (
     PROJECT_ROOT,
     CronworkSettings,
     SettingsError,
+    count,
     effective_env,
     instance_dir,
     seconds,
@@ -69,6 +70,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "ADMIN_TOKEN": env.get("ADMIN_TOKEN", ""),
         "ADMIN_USER": env.get("ADMIN_USER", ""),
         "ADMIN_PASSWORD": env.get("ADMIN_PASSWORD", ""),
+        # Development only: serve the ops surface with weak secrets (app.ops.secret_policy).
+        "ALLOW_WEAK_SECRETS": env.get("ALLOW_WEAK_SECRETS", "") == "1",
         # Behind TLS in production: send the session cookie over HTTPS only.
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "") == "1",
         # External services of the shipments job; an empty URL means the built-in local one.
@@ -78,6 +81,8 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "MARKETPLACE_URL": env.get("MARKETPLACE_URL", ""),
         "MARKETPLACE_TOKEN": env.get("MARKETPLACE_TOKEN", ""),
         "MARKETPLACE_TIMEOUT": seconds("MARKETPLACE_TIMEOUT", env.get("MARKETPLACE_TIMEOUT", "10")),
+        # Tries of one rental before a transient carrier/marketplace failure fails it for good.
+        "SHIPMENT_MAX_ATTEMPTS": count("SHIPMENT_MAX_ATTEMPTS", env.get("SHIPMENT_MAX_ATTEMPTS", "5")),
         # Seconds a process keeps retrying Redis/DB at start before it exits non-zero.
         "STARTUP_TIMEOUT": core.startup_timeout,
         # A health_check job beat older than this makes /healthz unhealthy (the job runs every

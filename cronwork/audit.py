@@ -58,6 +58,7 @@ class Action(StrEnum):
     LOGIN = "login"
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
+    SHIPMENT_RETRY = "shipment_retry"  # a failed rental put back to pending
 
 
 class Outcome(StrEnum):

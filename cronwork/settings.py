@@ -134,6 +134,14 @@ def seconds(name: str, value: Any) -> float:
     return number
 
 
+def count(name: str, value: Any) -> int:
+    """A whole number ≥ 1; SettingsError names `name` otherwise."""
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{name}: expected a whole number >= 1, got {value!r}")
+    return int(text)
+
+
 def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
     """`host:port,host:port` → ((host, port), ...)."""
     nodes = []

@@ -19,7 +19,7 @@ def process_scheduled_shipments(scheduled_for: str | None = None) -> dict[str, i
     """Ship every due rental once: claim, book the carrier, notify the marketplace.
 
     Uses the clock (everything due by now ships, however late the run); returns
-    {total, success, failed, skipped}.
+    {total, success, failed, retrying, retried, skipped} (app.services.shipments).
     """
     tick = resolve_tick(scheduled_for)
     summary = shipments.process_scheduled_shipments(
@@ -27,14 +27,12 @@ def process_scheduled_shipments(scheduled_for: str | None = None) -> dict[str, i
         carrier_from_config(current_app.config),
         marketplace_from_config(current_app.config),
         worker=claimant(),
+        max_attempts=int(current_app.config["SHIPMENT_MAX_ATTEMPTS"]),
     )
     logger.info(
-        "job done job=process_scheduled_shipments job_id=%s tick=%s total=%d success=%d failed=%d skipped=%d",
+        "job done job=process_scheduled_shipments job_id=%s tick=%s %s",
         current_job_id(),
         tick.isoformat(),
-        summary["total"],
-        summary["success"],
-        summary["failed"],
-        summary["skipped"],
+        " ".join(f"{key}={value}" for key, value in summary.items()),
     )
     return summary

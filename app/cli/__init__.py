@@ -10,6 +10,7 @@ def register_cli(app: Flask) -> None:
     from app.cli.demo import demo_cli
     from app.cli.failed import failed_cli
     from app.cli.schedules import schedules_cli
+    from app.cli.shipments import shipments_cli
 
-    for group in (demo_cli, failed_cli, schedules_cli):
+    for group in (demo_cli, failed_cli, schedules_cli, shipments_cli):
         app.cli.add_command(group)

@@ -13,7 +13,8 @@ from app.models.columns import short_enum
 
 
 class RentalStatus(StrEnum):
-    """pending → shipping (claimed by one worker) → shipped, or failed."""
+    """pending → shipping (claimed by one worker) → shipped; back to pending (with `retry_at`)
+    after a transient failure; failed after a permanent one or the last attempt."""
 
     PENDING = "pending"
     SHIPPING = "shipping"
@@ -46,6 +47,8 @@ class Rental(Base):
     shipped_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(default=0)
+    # After a transient carrier or marketplace failure: not due again before this instant.
+    retry_at: Mapped[datetime | None]
 
     def __repr__(self) -> str:
         return f"<Rental {self.id} {self.status.value} {self.item_name!r}>"

@@ -21,6 +21,7 @@ from app.services.schedules import (
     ScheduleService,
     UnknownSchedule,
 )
+from app.services.shipments import RetryRefused, UnknownRental, retry_rental
 from cronwork import audit
 from cronwork.audit import Action, Source
 
@@ -201,3 +202,15 @@ def requeue_many() -> ResponseReturnValue:
             _fail(409, str(exc))
         note.detail = f"{len(runs)} requeued"
     return jsonify({"requeued": [r.to_dict() for r in runs], "count": len(runs)})
+
+
+@api_blueprint.post("/shipments/<int:rental_id>/retry")
+def retry_shipment(rental_id: int) -> ResponseReturnValue:
+    """Put a failed rental back to pending: the next shipments run ships it."""
+    with audited(Source.API, Action.SHIPMENT_RETRY, target=f"rental:{rental_id}"):
+        _body(frozenset())
+        try:
+            rental = retry_rental(rental_id)
+        except RetryRefused as exc:
+            _fail(404 if isinstance(exc, UnknownRental) else 409, str(exc))
+    return jsonify({"rental_id": rental.id, "status": rental.status.value, "last_error": rental.last_error})

@@ -23,13 +23,14 @@ from app.extensions import cronwork
 from app.ops.auth import SESSION_USER
 from app.services.failed import RequeueError
 from app.services.schedules import ScheduleActionError
+from app.services.shipments import RetryRefused
 from cronwork import audit
 from cronwork.audit import Action, AuditEntry, Outcome, Source
 
 log = logging.getLogger(__name__)
 
 # Exceptions that mean "refused" (the operator's input), as opposed to an error of ours.
-REFUSALS: tuple[type[Exception], ...] = (ScheduleActionError, RequeueError, HTTPException)
+REFUSALS: tuple[type[Exception], ...] = (ScheduleActionError, RequeueError, RetryRefused, HTTPException)
 # rq-dashboard's state-changing endpoints → the action, and the URL arguments naming the target.
 DASHBOARD_ACTIONS: dict[str, tuple[Action, tuple[str, ...]]] = {
     "rq_dashboard.requeue_job_view": (Action.REQUEUE, ("job_id",)),

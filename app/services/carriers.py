@@ -26,8 +26,20 @@ DEFAULT_TIMEOUT = 10.0  # seconds, connect and read
 ERROR_BODY_MAX = 200  # characters of an error response quoted in the message
 
 
+# HTTP statuses a later call may not get again: the service is down, overloaded or slow.
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+
+
 class CarrierError(RuntimeError):
-    """A carrier or marketplace call failed; the message says which, where and why."""
+    """A carrier or marketplace call failed; the message says which, where and why.
+
+    `transient`: a later call may succeed (a timeout, a refused connection, a 5xx, 408, 425 or
+    429), so the shipment is retried; otherwise (a 4xx, an answer without what was asked) it
+    needs a person."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class Carrier(Protocol):
@@ -100,13 +112,16 @@ class HttpService:
                 body = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:ERROR_BODY_MAX]
-            raise CarrierError(f"{self.service} POST {url}: HTTP {exc.code} {detail}".rstrip()) from exc
+            transient = exc.code >= 500 or exc.code in TRANSIENT_STATUSES
+            message = f"{self.service} POST {url}: HTTP {exc.code} {detail}".rstrip()
+            raise CarrierError(message, transient) from exc
         except urllib.error.URLError as exc:
-            raise CarrierError(f"{self.service} POST {url}: {exc.reason}") from exc
+            raise CarrierError(f"{self.service} POST {url}: {exc.reason}", transient=True) from exc
         except TimeoutError as exc:
-            raise CarrierError(f"{self.service} POST {url}: timed out after {self.timeout:g} s") from exc
+            message = f"{self.service} POST {url}: timed out after {self.timeout:g} s"
+            raise CarrierError(message, transient=True) from exc
         except OSError as exc:
-            raise CarrierError(f"{self.service} POST {url}: {exc}") from exc
+            raise CarrierError(f"{self.service} POST {url}: {exc}", transient=True) from exc
         if not body.strip():
             return None
         try:

@@ -108,7 +108,7 @@ def ship_one(app: Flask) -> tuple[dict[str, int], Rental]:
 def test_ships_through_the_http_services(app: Flask, services: FakeServices) -> None:
     configure(app, services)
     summary, rental = ship_one(app)
-    assert summary == {"total": 1, "success": 1, "failed": 0, "skipped": 0}
+    assert summary == {"total": 1, "success": 1, "failed": 0, "retrying": 0, "retried": 0, "skipped": 0}
     assert (rental.status, rental.tracking_number) == (RentalStatus.SHIPPED, "HT-1")
     booking, notice = services.requests
     assert booking == {
@@ -123,25 +123,42 @@ def test_ships_through_the_http_services(app: Flask, services: FakeServices) -> 
 
 def test_carrier_http_error_fails_the_rental_with_a_clear_message(app: Flask, services: FakeServices) -> None:
     configure(app, services)
-    services.answers["/carrier/bookings"] = (503, b"maintenance until 10:00")
+    services.answers["/carrier/bookings"] = (422, b"no such address")
     summary, rental = ship_one(app)
     assert summary["failed"] == 1
     assert rental.status is RentalStatus.FAILED
+    assert rental.last_error == f"CarrierError: carrier POST {services.url}/carrier/bookings: HTTP 422 no such address"
+    assert TOKEN not in rental.last_error
+
+
+def test_a_carrier_503_is_retried_on_a_later_run_and_ships(app: Flask, services: FakeServices) -> None:
+    configure(app, services)
+    services.answers["/carrier/bookings"] = (503, b"maintenance until 10:00")
+    summary, rental = ship_one(app)
+    assert (summary["retrying"], summary["failed"]) == (1, 0)
+    assert rental.status is RentalStatus.PENDING and rental.retry_at is not None
     assert rental.last_error == (
         f"CarrierError: carrier POST {services.url}/carrier/bookings: HTTP 503 maintenance until 10:00"
     )
-    assert TOKEN not in rental.last_error
+    services.answers["/carrier/bookings"] = (200, b'{"tracking_number": "HT-1"}')
+    again = process_scheduled_shipments(
+        rental.retry_at, carrier_from_config(app.config), marketplace_from_config(app.config), worker="w"
+    )
+    assert (again["success"], again["retried"]) == (1, 1)
+    db.session.expire_all()
+    assert db.session.get(Rental, rental.id).status is RentalStatus.SHIPPED
+    assert [r["path"] for r in services.requests] == ["/carrier/bookings", "/carrier/bookings", "/market/shipments"]
 
 
 def test_marketplace_down_keeps_the_booking_for_next_time(app: Flask, services: FakeServices) -> None:
     configure(app, services)
     services.answers["/market/shipments"] = (500, b"")
     summary, rental = ship_one(app)
-    assert summary["failed"] == 1
+    assert summary["retrying"] == 1
     assert (rental.status, rental.tracking_number) == (RentalStatus.PENDING, "HT-1")
     services.answers["/market/shipments"] = (200, b"{}")
     again = process_scheduled_shipments(
-        now_utc(), carrier_from_config(app.config), marketplace_from_config(app.config), worker="w"
+        rental.retry_at, carrier_from_config(app.config), marketplace_from_config(app.config), worker="w"
     )
     assert again["success"] == 1
     assert [r["path"] for r in services.requests] == [

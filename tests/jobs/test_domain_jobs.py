@@ -68,7 +68,7 @@ def test_shipments_job_uses_the_local_carrier_by_default(people: int) -> None:
     db.session.add(Rental(item_name="Tent", customer="Ana", ship_at=datetime.now(UTC) - timedelta(seconds=1)))
     db.session.commit()
     summary = shipments.process_scheduled_shipments(datetime.now(UTC).isoformat())
-    assert summary == {"total": 1, "success": 1, "failed": 0, "skipped": 0}
+    assert summary == {"total": 1, "success": 1, "failed": 0, "retrying": 0, "retried": 0, "skipped": 0}
     assert db.session.scalar(db.select(Rental.status)) is RentalStatus.SHIPPED
 
 
