@@ -92,7 +92,15 @@ def check_task_warnings(now: datetime, redis: Redis, batch_size: int = WARNING_B
     level = warning_level_expr().label("level")
     page = (
         select(Task.id, Task.handler_id, Task.title, Task.time_progress, Task.progress, level)
-        .where(Task.status == TaskStatus.PROCESSING, level.is_not(None))
+        .where(
+            Task.status == TaskStatus.PROCESSING,
+            # The original system's rule: a task is late only against a window it still has. A
+            # task whose deadline was removed keeps its last stored time progress, and must
+            # not be warned about on it for ever.
+            Task.expected_start.is_not(None),
+            Task.expected_end.is_not(None),
+            level.is_not(None),
+        )
         .order_by(Task.id)
         .limit(batch_size)
     )

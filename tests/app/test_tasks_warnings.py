@@ -157,6 +157,24 @@ def test_one_warning_per_task_and_level_per_day(handler: int, redis: Redis) -> N
     assert redis.exists(f"warning_sent:{tasks[1]}:5")
 
 
+@pytest.mark.parametrize("removed", ["expected_start", "expected_end"])
+def test_a_task_without_a_window_gets_no_more_warnings_whatever_its_stored_progress(
+    handler: int, redis: Redis, removed: str
+) -> None:
+    """Issue 14, point 7: the deadline was removed after the task had reached 96 %."""
+    task = add_task(handler, 96, 10)
+    check_task_warnings(NOW, redis)
+    assert time_progress(task) == pytest.approx(96)
+    for key in redis.scan_iter("warning_sent:*"):
+        redis.delete(key)  # a day later: the 24 h dedup is gone
+    db.session.execute(db.update(Task).where(Task.id == task).values({removed: None}))
+    db.session.commit()
+    before = len(warnings())
+    assert check_task_warnings(NOW, redis) == {"refreshed": 0, "late": 0, "notified": 0, "already_sent": 0}
+    assert len(warnings()) == before
+    assert time_progress(task) == pytest.approx(96)  # kept, as the original system keeps it
+
+
 def test_key_claimed_elsewhere_suppresses_the_warning(handler: int, redis: Redis) -> None:
     task = add_task(handler, 96, 10)
     redis.set(f"warning_sent:{task}:5", 1, ex=86400)
