@@ -31,6 +31,10 @@ from app.extensions import cronwork, db
 # (instance/run-settings.json): the suite's processes and apps get their own instance directory.
 os.environ["CRONWORK_INSTANCE_DIR"] = tempfile.mkdtemp(prefix="cronwork-test-instance-")
 atexit.register(shutil.rmtree, os.environ["CRONWORK_INSTANCE_DIR"], True)
+# The suite's apps and processes use short, fixed test secrets (readable in failures): the
+# development switch lets the ops surface serve with them. tests/app/test_secret_policy.py turns
+# it off to prove weak secrets are refused.
+os.environ["ALLOW_WEAK_SECRETS"] = "1"
 
 
 

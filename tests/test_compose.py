@@ -91,3 +91,16 @@ def test_dockerfile_copies_what_the_services_run() -> None:
         assert f"COPY {path}" in dockerfile or f" {path} " in dockerfile, path
         assert (PROJECT_ROOT / path).exists(), path
     assert Path(PROJECT_ROOT / "app" / "probe.py").exists()
+
+
+def test_only_the_web_is_published_and_on_the_loopback_only() -> None:
+    """Plain HTTP stays on the host: a TLS-terminating proxy in front publishes it (issue 13)."""
+    published = {name: service["ports"] for name, service in SERVICES.items() if "ports" in service}
+    assert published == {"web": ["127.0.0.1:8000:8000"]}
+    assert SERVICES["web"]["environment"]["WEB_PORT"] == "8000"
+
+
+def test_the_session_cookie_is_https_only_unless_the_env_says_otherwise() -> None:
+    for name in APP_SERVICES:
+        assert SERVICES[name]["environment"]["SESSION_COOKIE_SECURE"] == "${SESSION_COOKIE_SECURE:-1}"
+    assert settings_from_env({"SESSION_COOKIE_SECURE": "1"})["SESSION_COOKIE_SECURE"] is True

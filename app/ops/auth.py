@@ -39,8 +39,16 @@ def _equal(given: str, expected: str) -> bool:
 
 
 def missing_secrets() -> list[str]:
-    """The required settings that are empty."""
-    return [key for key in REQUIRED_SECRETS if not current_app.config.get(key)]
+    """The required settings that are empty or weak (app.ops.secret_policy): a bare name for an
+    empty one, `a strong NAME (this one is …)` for a weak one, so the 503's "… not configured"
+    reads right; the value itself is never shown."""
+    # Imported here to keep this change inside the function while the rest of auth.py is reworked.
+    from app.ops.secret_policy import refusals
+
+    return [
+        refusal.setting if refusal.missing else f"a strong {refusal.setting} (this one {refusal.reason})"
+        for refusal in refusals(current_app.config)
+    ]
 
 
 def bearer_ok() -> bool:
