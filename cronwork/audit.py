@@ -59,6 +59,7 @@ class Action(StrEnum):
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
     SHIPMENT_RETRY = "shipment_retry"  # a failed rental put back to pending
+    CREATE_ADMIN = "create_admin"
 
 
 class Outcome(StrEnum):

@@ -4,15 +4,15 @@ A final failure (retries exhausted, timeout, abandoned) increments the schedule'
 streak; the first one of a streak notifies the admins. A success ends the streak
 (jobs.outcomes deletes both keys with its ledger write). With
 `pause_after_failures = N` the schedule is paused after N final failures in a row. When the
-database is down (often the very cause), the alert waits in Redis and is delivered later.
+database is down (often the very cause), or no admin user exists yet, the alert waits in Redis
+and is delivered later (app.services.alerts).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import cast
 
 from flask import Flask
 from redis import Redis
@@ -20,14 +20,12 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import db
 from app.models import NotificationKind
-from app.services.notifications import notify_admins
+from app.services.alerts import Alert, alert_admins, keep
+from app.services.alerts import flush_pending as flush_alerts
 from cronwork import store
 from cronwork.keys import Keys
 
 log = logging.getLogger(__name__)
-
-MAX_PENDING_ALERTS = 1000
-
 
 def on_final_failure(
     app: Flask,
@@ -56,34 +54,31 @@ def on_final_failure(
     if paused:
         title += " — schedule paused"
         body += f"\nThe schedule was paused after {streak} consecutive failures; resume it when fixed."
-    deliver(app, connection, keys, {"title": title, "body": body})
+    deliver(app, connection, keys, Alert(NotificationKind.JOB_FAILURE, title, body))
 
 
-def deliver(app: Flask, connection: Redis, keys: Keys, alert: dict[str, Any]) -> bool:
-    """Write the alert as admin notifications; park it in Redis if the database is down."""
+def deliver(app: Flask, connection: Redis, keys: Keys, alert: Alert) -> bool:
+    """Write the alert as admin notifications (kept in Redis for the first admin when there is
+    none); keep it in Redis when the database is down. False when it is kept."""
     with app.app_context():
         try:
-            count = notify_admins(NotificationKind.JOB_FAILURE, alert["title"], alert["body"])
+            count = alert_admins(alert)
             db.session.commit()
-            log.warning("alert sent to %d admins: %s", count, alert["title"])
-            return True
         except SQLAlchemyError as exc:
             db.session.rollback()
-            log.error("alert not written, database unavailable (%s); will retry", type(exc).__name__)
-            connection.rpush(keys.pending_alerts, json.dumps(alert))
-            connection.ltrim(keys.pending_alerts, -MAX_PENDING_ALERTS, -1)
+            keep(connection, keys, alert, f"database unavailable: {type(exc).__name__}")
             return False
         finally:
             db.session.remove()
+    if count:
+        log.warning("alert sent to %d admins: %s", count, alert.title)
+    return bool(count)
 
 
-def flush_pending(app: Flask, connection: Redis, keys: Keys) -> int:
-    """Deliver parked alerts (oldest first) until one fails again; returns how many went out."""
-    sent = 0
-    # Bytes: the clients are made without decode_responses (app/extensions.py).
-    while raw := cast(bytes | None, connection.lpop(keys.pending_alerts)):
-        if not deliver(app, connection, keys, json.loads(raw)):
-            # deliver() parked it again at the tail; stop until the database is back.
-            break
-        sent += 1
-    return sent
+def flush_pending(app: Flask) -> int:
+    """Deliver the alerts kept in Redis once an admin exists and the database answers."""
+    with app.app_context():
+        try:
+            return flush_alerts()
+        finally:
+            db.session.remove()

@@ -11,6 +11,7 @@ def register_cli(app: Flask) -> None:
     from app.cli.failed import failed_cli
     from app.cli.schedules import schedules_cli
     from app.cli.shipments import shipments_cli
+    from app.cli.users import users_cli
 
-    for group in (demo_cli, failed_cli, schedules_cli, shipments_cli):
+    for group in (demo_cli, failed_cli, schedules_cli, shipments_cli, users_cli):
         app.cli.add_command(group)

@@ -26,6 +26,7 @@ from rq.worker import BaseWorker
 
 from app.extensions import cronwork
 from app.ops import ops_blueprint
+from app.services.alerts import pending_count
 from app.services.schedules import ScheduleService
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
@@ -199,9 +200,13 @@ class CronworkCollector:
         for name, seconds in sorted(store.live_scheduler_offsets(redis, self.keys, now).items()):
             offset.add_metric([name], seconds)
         families.append(offset)
+        pending = _gauge(
+            "alerts_pending", "Admin alerts kept in Redis: no admin user yet, or the database was down"
+        )
+        pending.add_metric([], float(pending_count(redis, self.keys)))
         total = _gauge("workers", "Live RQ workers")
         total.add_metric([], float(len(workers)))
-        return [*families, total]
+        return [*families, pending, total]
 
 
 def build_registry(app: Flask) -> CollectorRegistry:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from app.extensions import db
 from app.models import DailyEnvStat, NotificationKind, Room, SensorReading, Setpoint
 from app.services import dedup
-from app.services.notifications import notify_admins
+from app.services.alerts import Alert, alert_admins
 from app.services.timewindows import Window
 
 logger = logging.getLogger(__name__)
@@ -111,12 +111,14 @@ def hourly_setpoint_monitoring(hour: Window, redis: Redis) -> dict[str, int]:
     with dedup.claimed(redis, list(by_key), ALERT_TTL) as won:
         for key in won:
             row = by_key[key]
-            notify_admins(
-                NotificationKind.SETPOINT_ALERT,
-                f"{row.name}: {row.metric} outside its setpoint",
-                f"{row.excursions} reading(s) between {hour.start.isoformat()} and "
-                f"{hour.end.isoformat()} outside [{_bound(row.min_value)}, {_bound(row.max_value)}]: "
-                f"lowest {row.lowest:g}, highest {row.highest:g}.",
+            alert_admins(
+                Alert(
+                    NotificationKind.SETPOINT_ALERT,
+                    f"{row.name}: {row.metric} outside its setpoint",
+                    f"{row.excursions} reading(s) between {hour.start.isoformat()} and "
+                    f"{hour.end.isoformat()} outside [{_bound(row.min_value)}, {_bound(row.max_value)}]: "
+                    f"lowest {row.lowest:g}, highest {row.highest:g}.",
+                )
             )
         db.session.commit()
     logger.info(

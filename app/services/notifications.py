@@ -1,4 +1,6 @@
-"""Writing notifications: to one user, or to every admin. The caller commits."""
+"""Writing notifications: to one user, or to many in one statement. The caller commits.
+
+Alerts for the admins go through app.services.alerts, which keeps them when there is no admin."""
 
 from __future__ import annotations
 
@@ -6,22 +8,16 @@ from collections.abc import Iterable
 from datetime import UTC
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert
 
 from app.extensions import db
-from app.models import Notification, User
+from app.models import Notification
 from app.models.base import now_utc
 
 
 def notify_user(user_id: int, kind: str, title: str, body: str = "") -> None:
     """Add one notification to the session (committed by the caller)."""
     db.session.add(Notification(user_id=user_id, kind=kind, title=title, body=body, created_at=now_utc()))
-
-
-def notify_admins(kind: str, title: str, body: str = "") -> int:
-    """One notification per admin user, in one INSERT; returns how many were added."""
-    admin_ids = db.session.scalars(select(User.id).where(User.is_admin.is_(True))).all()
-    return notify_many((uid, kind, title, body) for uid in admin_ids)
 
 
 def notify_many(notes: Iterable[tuple[int, str, str, str]]) -> int:

@@ -18,7 +18,7 @@ from redis import Redis
 from app.extensions import db
 from app.models import NotificationKind
 from app.services import dedup
-from app.services.notifications import notify_admins
+from app.services.alerts import Alert, alert_admins
 from app.services.timewindows import Window
 from cronwork.keys import Keys
 from cronwork.ledger import Ledger
@@ -112,7 +112,7 @@ def daily_report(redis: Redis, keys: Keys, window: Window) -> dict[str, object]:
     title = f"Daily report {label}: {runs} runs, {failures} failures, {misses} misses"
     body = "\n".join(d.line() for d in days) or "No schedules are registered."
     with dedup.claimed(redis, [report_key(keys, label)], REPORT_TTL) as won:
-        admins = notify_admins(NotificationKind.DAILY_REPORT, title, body) if won else 0
+        admins = alert_admins(Alert(NotificationKind.DAILY_REPORT, title, body)) if won else 0
         db.session.commit()
     logger.info(
         "daily report %s day=%s schedules=%d runs=%d failures=%d misses=%d admins=%d",

@@ -29,9 +29,9 @@ from rq.timeouts import JobTimeoutException
 from sqlalchemy import ColumnElement, and_, or_, select, update
 
 from app.extensions import db
-from app.models import Rental, RentalStatus, now_utc
+from app.models import NotificationKind, Rental, RentalStatus, now_utc
+from app.services.alerts import Alert, alert_admins
 from app.services.carriers import Carrier, CarrierError, Marketplace
-from app.services.notifications import notify_admins
 
 logger = logging.getLogger(__name__)
 
@@ -126,11 +126,13 @@ def record_failure(rental_id: int, exc: Exception, now: datetime, max_attempts: 
         rental.status = RentalStatus.FAILED
         rental.retry_at = None
         why = f"after {rental.attempts} attempts" if transient else "permanent error"
-        notify_admins(
-            "shipment_failed",
-            f"Shipment of rental {rental.id} failed ({why})",
-            f"{rental.item_name} for {rental.customer}: {rental.last_error}\n"
-            f"Put it back with: flask --app app shipments retry {rental.id}",
+        alert_admins(
+            Alert(
+                NotificationKind.SHIPMENT,
+                f"Shipment of rental {rental.id} failed ({why})",
+                f"{rental.item_name} for {rental.customer}: {rental.last_error}\n"
+                f"Put it back with: flask --app app shipments retry {rental.id}",
+            )
         )
     db.session.commit()
     logger.warning(

@@ -170,8 +170,8 @@ class RunRecordingMixin(AppBoundMixin):
 
     def run_maintenance_tasks(self) -> None:
         super().run_maintenance_tasks()
-        # Alerts that could not be written (database down) are retried here.
+        # Alerts that could not be written (database down, no admin yet) are retried here.
         try:
-            flush_pending(self.flask_app, self.connection, self.keys)
+            flush_pending(self.flask_app)
         except REDIS_ERRORS as exc:
             self.log.warning("pending alerts kept, redis unreachable: %s", exc)

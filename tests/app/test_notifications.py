@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from app.extensions import db
 from app.models import Notification, User
-from app.services.notifications import notify_admins, notify_many
+from app.services.alerts import Alert, alert_admins
+from app.services.notifications import notify_many
 
 pytestmark = pytest.mark.both_databases  # dialect-specific path: prove it on both
 
@@ -24,7 +25,7 @@ def test_notify_many_stores_every_field(app: Flask) -> None:
     before = datetime.now(UTC)
     added = notify_many((u.id, "task_warning", f"title {u.id}", AWKWARD) for u in users)
     assert notify_many([]) == 0
-    assert notify_admins("job_failure", "admins only", "") == 1
+    assert alert_admins(Alert("job_failure", "admins only", "")) == 1
     db.session.commit()
     rows = db.session.scalars(select(Notification).order_by(Notification.id)).all()
     assert added == 3 and len(rows) == 4

@@ -150,7 +150,7 @@ def test_a_transient_carrier_failure_is_retried_with_backoff_then_failed_with_an
     assert (failed.status, failed.retry_at) == (RentalStatus.FAILED, None)
     assert failed.last_error == "CarrierError: carrier POST http://carrier/bookings: HTTP 503 busy"
     alert = db.session.scalars(select(Notification).where(Notification.user_id == admin.id)).one()
-    assert alert.kind == "shipment_failed" and f"rental {rid} failed (after 3 attempts)" in alert.title
+    assert alert.kind == "shipment" and f"rental {rid} failed (after 3 attempts)" in alert.title
     assert f"shipments retry {rid}" in alert.body
 
 

@@ -77,8 +77,8 @@ BROKEN = {
     ),
     "no_trigger": ('[schedules.a]\nfunc = "jobs.system.health_check"', "(found none)"),
     "func_not_callable": (
-        '[schedules.a]\nfunc = "jobs.alerts.MAX_PENDING_ALERTS"\ncron = "0 * * * *"',
-        "schedules.a.func: 'jobs.alerts' has no callable 'MAX_PENDING_ALERTS'",
+        '[schedules.a]\nfunc = "jobs.worker.defaults.SHUTDOWN_GRACE"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.worker.defaults' has no callable 'SHUTDOWN_GRACE'",
     ),
     "at_with_offset": (
         '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2030-01-01T10:00:00+08:00',
