@@ -77,6 +77,10 @@ def _body(allowed: frozenset[str]) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         _fail(400, "invalid JSON body")
+    except RecursionError:
+        # `[[[[…]]]]` a few thousand deep fits in MAX_BODY and exhausts the decoder's
+        # recursion limit: a client error, not a 500 (issue 13).
+        _fail(400, "invalid JSON body: nested too deeply")
     if not isinstance(data, dict):
         _fail(400, "the JSON body must be an object")
     unknown = sorted(set(data) - allowed)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -379,6 +380,27 @@ def check_reason(reason: Any) -> str:
     text = reason.strip()
     if len(text) > MAX_REASON:
         raise InvalidReason(f"reason is too long: {len(text)} characters, at most {MAX_REASON}")
-    if any(ord(ch) < 32 for ch in text):
-        raise InvalidReason("reason must be one line of plain text")
+    for ch in text:
+        if _breaks_one_line(ch):
+            name = _CONTROL_NAMES.get(ch) or unicodedata.name(ch, "a control character")
+            raise InvalidReason(
+                f"reason must be one line of plain text: U+{ord(ch):04X} ({name}) is not allowed"
+            )
     return text
+
+
+# Characters a reason shown on one line (page, API, CLI, log, audit) must not hold: line and
+# paragraph separators split it, bidi controls reorder what follows them so a reason can
+# display as something else (issue 13; "Trojan Source", CVE-2021-42574).
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+# unicodedata has no names for controls: the ones people paste, by their Unicode alias.
+_CONTROL_NAMES = {"\t": "TAB", "\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\x85": "NEXT LINE"}
+# Cc: C0 and C1 controls (\r, \n, NEL U+0085 …); Zl/Zp: U+2028 and U+2029.
+_LINE_BREAKING_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+
+
+def _breaks_one_line(ch: str) -> bool:
+    """Whether `ch` is a control, a line or paragraph separator, or a bidi control."""
+    return ch in _BIDI_CONTROLS or unicodedata.category(ch) in _LINE_BREAKING_CATEGORIES

@@ -5,20 +5,27 @@ listed as failed runs, can be deleted and are never requeued."""
 from __future__ import annotations
 
 import ast
+import runpy
 from pathlib import Path
 
 import pytest
 import rq_dashboard.web as rq_web
+from flask import Flask
 from flask.testing import FlaskClient
 from redis import Redis
 from rq import Worker
 
+from app import create_app
+from app.config import PROJECT_ROOT
+from app.embedded_redis import free_port
+from app.extensions import db
 from app.ops.dashboard import REPLACED_VIEWS
 from bench.chaos.hostile import KINDS, Planted, plant, ran
 from cronwork.jobdata import UNDECODABLE
 from cronwork.keys import job_key
 from cronwork.serializer import JSONJob, json_queue
-from tests.app.conftest import basic, bearer, log_in
+from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, log_in
+from tests.conftest import Processes
 from tests.test_hostile_redis import REASONS
 
 
@@ -142,3 +149,151 @@ def test_every_rq_dashboard_view_that_reads_jobs_its_own_way_is_replaced() -> No
         if is_view and (any(c in body for c in reads_jobs) or any(f"{h}(" in body for h in helpers)):
             routed.add(node.name)
     assert routed and routed <= set(REPLACED_VIEWS), sorted(routed - set(REPLACED_VIEWS))
+
+
+# --- The small ones (issue 13, point 7) -------------------------------------------------------
+
+QUERY_SECRET = "Qry-S3cret-Value"
+DEEP = 5000  # levels: ~10 KB, under the API's 16 KB body limit
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["[" * DEEP + "]" * DEEP, '{"reason":' + '{"":' * 3000 + "1" + "}" * 3001],
+    ids=["array", "object"],
+)
+@pytest.mark.parametrize(
+    "path", ["/api/schedules/hc/pause", "/api/schedules/hc/run", "/api/failed/requeue"]
+)
+def test_deeply_nested_json_is_a_400_not_a_500(client: FlaskClient, path: str, body: str) -> None:
+    assert len(body.encode()) < 16 * 1024
+    response = client.post(path, data=body, headers={**bearer(), "Content-Type": "application/json"})
+    assert response.status_code == 400, response.get_data(as_text=True)[:200]
+    assert response.get_json() == {"error": "invalid JSON body: nested too deeply"}
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\u2028", "U+2028 (LINE SEPARATOR)"),
+        ("\u2029", "U+2029 (PARAGRAPH SEPARATOR)"),
+        ("\r", "U+000D (CARRIAGE RETURN)"),
+        ("\n", "U+000A (LINE FEED)"),
+        ("\u0085", "U+0085 (NEXT LINE)"),
+        ("\x1b", "U+001B (a control character)"),
+        ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+        ("\u202a", "U+202A (LEFT-TO-RIGHT EMBEDDING)"),
+        ("\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+        ("\u2069", "U+2069 (POP DIRECTIONAL ISOLATE)"),
+        ("\u200f", "U+200F (RIGHT-TO-LEFT MARK)"),
+        ("\u061c", "U+061C (ARABIC LETTER MARK)"),
+    ],
+)
+def test_pause_reasons_refuse_separators_and_bidi_controls(
+    client: FlaskClient, redis: Redis, registered: list[str], char: str, shown: str
+) -> None:
+    reason = f"disk full{char}resumed by admin"
+    response = client.post("/api/schedules/hc/pause", json={"reason": reason}, headers=bearer())
+    assert response.status_code == 400
+    assert response.get_json()["error"] == f"reason must be one line of plain text: {shown} is not allowed"
+    assert not redis.hexists(KEYS.paused, "hc")
+
+
+def test_pause_reasons_keep_ordinary_unicode(client: FlaskClient, registered: list[str]) -> None:
+    reason = "migración de datos — équipe 运维 👩\u200d💻"  # a zero-width joiner is no control
+    response = client.post("/api/schedules/hc/pause", json={"reason": reason}, headers=bearer())
+    assert response.status_code == 200 and response.get_json()["reason"] == reason
+
+
+def _app_on(redis_url: str, database_url: str) -> Flask:
+    return create_app(
+        {
+            "TESTING": True,
+            "REDIS_URL": redis_url,
+            "SQLALCHEMY_DATABASE_URI": database_url,
+            "SECRET_KEY": "test-secret",
+            "ADMIN_TOKEN": TOKEN,
+            "ADMIN_USER": USER,
+            "ADMIN_PASSWORD": PASSWORD,
+        }
+    )
+
+
+def test_a_password_in_the_redis_url_query_is_masked_on_health(redis_url: str, database_url: str) -> None:
+    app = _app_on(f"{redis_url}?username=default&password={QUERY_SECRET}", database_url)
+    client = app.test_client()
+    probe = client.get("/healthz")
+    assert probe.get_json()["checks"]["redis"]["ok"] is True  # the URL works: redis-py reads the query
+    page = client.get("/health", headers=basic())
+    assert page.status_code in (200, 503)
+    for body in (probe.get_data(as_text=True), page.get_data(as_text=True)):
+        assert QUERY_SECRET not in body
+    assert f"{redis_url}?username=default&amp;password=***" in page.get_data(as_text=True)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_password_in_the_query_of_an_unreachable_redis_is_masked_on_503s(database_url: str) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?password={QUERY_SECRET}"
+    app = _app_on(url, database_url)
+    client = app.test_client()
+    masked = url.replace(QUERY_SECRET, "***")
+    for path in ("/", "/rq/"):
+        page = client.get(path, headers={**basic(), "Accept": "text/html"})
+        assert page.status_code == 503 and masked in page.get_data(as_text=True), path
+    api = client.get("/api/schedules", headers=bearer())
+    assert api.status_code == 503 and api.get_json() == {"error": f"Redis at {masked} is not answering."}
+    probe = client.get("/healthz")
+    assert probe.status_code == 503 and masked in probe.get_json()["checks"]["redis"]["error"]
+    for response in (page, api, probe):
+        assert QUERY_SECRET not in response.get_data(as_text=True)
+    with app.app_context():
+        db.engine.dispose()
+
+
+def test_a_password_in_the_database_url_query_is_masked_on_health(redis_url: str) -> None:
+    url = f"postgresql+psycopg://cronwork@127.0.0.1:{free_port()}/cronwork?password={QUERY_SECRET}&connect_timeout=2"
+    app = _app_on(redis_url, url)
+    probe = app.test_client().get("/healthz")
+    database = probe.get_json()["checks"]["database"]
+    assert database["ok"] is False and url.replace(QUERY_SECRET, "***") in database["error"]
+    assert QUERY_SECRET not in probe.get_data(as_text=True)
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.mark.slow
+def test_gunicorn_start_up_lines_mask_a_password_in_the_query(processes: Processes) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0?password={QUERY_SECRET}"
+    web = processes.start(
+        "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name="web",
+        extra_env={"REDIS_URL": url, "STARTUP_TIMEOUT": "0.5", "WEB_PORT": str(free_port())},
+    )
+    assert web.wait(30) == 1
+    output = processes.output(web)
+    assert f"web: cannot reach Redis at {url.replace(QUERY_SECRET, '***')} after" in output
+    assert QUERY_SECRET not in output
+
+
+@pytest.mark.slow
+def test_gunicorn_opens_no_control_socket_shared_between_instances(
+    processes: Processes, tmp_path: Path
+) -> None:
+    """gunicorn 27's default is one socket per user ($XDG_RUNTIME_DIR/gunicorn.ctl or
+    ~/.gunicorn/gunicorn.ctl) that every instance takes over; ours is off."""
+    runtime, home = tmp_path / "xdg", tmp_path / "home"
+    runtime.mkdir()
+    home.mkdir()
+    processes.start_web(XDG_RUNTIME_DIR=str(runtime), HOME=str(home))
+    assert list(runtime.rglob("*")) == [] and list(home.rglob("*.ctl")) == []
+
+
+def test_a_control_socket_is_opened_only_at_a_path_of_the_instance_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gunicorn reads its config file's module globals, as runpy gives them."""
+    path = str(PROJECT_ROOT / "gunicorn.conf.py")
+    monkeypatch.delenv("WEB_CONTROL_SOCKET", raising=False)
+    default = runpy.run_path(path)
+    assert default["control_socket_disable"] is True and "control_socket" not in default
+    monkeypatch.setenv("WEB_CONTROL_SOCKET", "/run/cronwork/web-8000.ctl")
+    chosen = runpy.run_path(path)
+    assert chosen["control_socket_disable"] is False and chosen["control_socket"] == "/run/cronwork/web-8000.ctl"
