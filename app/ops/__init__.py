@@ -14,8 +14,8 @@ pages_blueprint = Blueprint("pages", __name__)
 PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 from app.ops import api, health, metrics, pages  # noqa: E402,F401  (registers the routes)
-from app.ops.auth import guard  # noqa: E402
-from app.ops.dashboard import mount_dashboard  # noqa: E402
+from app.ops.auth import init_auth  # noqa: E402
+from app.ops.dashboard import dashboard_csp, is_dashboard_path, mount_dashboard  # noqa: E402
 from app.ops.errors import register_error_pages  # noqa: E402
 
 ops_blueprint.register_blueprint(api_blueprint)
@@ -29,7 +29,7 @@ def _setup(state: BlueprintSetupState) -> None:
     app = cast(Flask, state.app)
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.before_request(guard)  # first: every other hook runs on an authenticated request
+    init_auth(app)  # CSRF, login, failure limits, then the guard: every later hook runs authenticated
     mount_dashboard(app)
     app.extensions[metrics.EXTENSION] = metrics.build_registry(app)
     register_error_pages(app)  # HTTP errors as pages or JSON; Redis or database down: 503
@@ -46,4 +46,10 @@ def _headers(response: Response) -> Response:
     if endpoint.startswith("ops.pages."):
         response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         response.headers.setdefault("X-Frame-Options", "DENY")
+    if is_dashboard_path(request.path):
+        # rq-dashboard's pages: its own scripts and our nonce only (issue 13); an error page
+        # (app.ops.errors) keeps the stricter PAGE_CSP it set.
+        response.headers.setdefault("Content-Security-Policy", dashboard_csp())
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
     return response

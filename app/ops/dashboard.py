@@ -12,11 +12,30 @@ ignore it (`Job.fetch` with no serializer in job_view and delete_job_view, `requ
 requeues, `Worker.all(...).get_current_job()` in list_workers, empty_queue through
 delete_job_view) are replaced by the versions below, which read jobs through cronwork.jobdata.
 A job that does not decode is shown as "undecodable job data", can be deleted, is never requeued.
+
+No script from data (issue 13). rq-dashboard 0.9 renders job, queue and worker fields with
+underscore's unescaped `<%= %>` into innerHTML (an exception text with `<img onerror>` ran in the
+ops origin), and its scripts/jobs.js puts the queue name of the URL into an inline script with
+HTML escaping only (.js templates are not autoescaped: `/rq/0/view/jobs/x');…;('/…` ran script).
+app/templates/rq_dashboard/ shadows the blueprint's templates of the same names (the app's
+template folder comes first in Flask's loader); each is rq-dashboard 0.9.0's file with only these
+changes, pinned by OVERRIDDEN_TEMPLATES (the originals' sha256: an upgrade fails a test):
+  job.html, jobs.html, queues.html, workers.html: every `<%= %>` is `<%- %>` (_.escape), for
+    description, exc_info, result, metadata, origin, status, ids, dates, queue and worker names,
+    versions, the current job and its call string; jobs.html drops its own jQuery escaping;
+  scripts/jobs.js: the queue name as `|tojson`, and row ids read as text (`.attr`, not `.data`,
+    which turned "1e3" into 1000);
+  base.html: the one inline script carries the response's CSP nonce.
+Its pages also get DASHBOARD_CSP (app.ops._headers): scripts only from 'self' and that nonce, so
+markup that slipped through still could not run. 'unsafe-eval' stays because underscore's
+`_.template` compiles the static `<script type="text/template">` sources with `new Function`
+(none holds data); inline handlers, injected scripts and javascript: URLs stay blocked.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any
@@ -55,6 +74,25 @@ GET_ACTIONS = frozenset({f"{BLUEPRINT}.requeue_all"})  # state-changing routes t
 PAGE_VIEWS = frozenset(
     f"{BLUEPRINT}.{view}" for view in ("queues_overview", "workers_overview", "jobs_overview")
 )
+# rq-dashboard 0.9.0's templates shadowed by app/templates/rq_dashboard/ → sha256 of the original
+# each was copied from (tests/app/test_ops_dashboard.py compares them with the installed files).
+OVERRIDDEN_TEMPLATES = {
+    "rq_dashboard/base.html": "1bf4f33567e813cc42bec259f19f1f0360bfcdfddf3ea50ea94af7fdbc7f75ea",
+    "rq_dashboard/job.html": "d9de753e9d82795c0b0f79d9ad5eac84326e41d0e1bc4ef811ca6c93b72c926e",
+    "rq_dashboard/jobs.html": "4e7c41bc0a15b0ea7018498d78ca2afc80d504e71e73e8f738d9ae03f4460262",
+    "rq_dashboard/queues.html": "df57de14c3a172b327f75ca320356197f99702a66cf19a5986d8671b0348c880",
+    "rq_dashboard/workers.html": "122e24c87e2b003c38e71ac36f7f40a30fa5beed24bd0508bfb09458dd392853",
+    "rq_dashboard/scripts/jobs.js": "59df5f48c943ddd19cc7c6f416c81e6b26e1bb194970fcaba43e702b11b1f526",
+}
+# {nonce} is the response's, or absent when no inline script was rendered (its JSON views).
+# Bootstrap's CSS draws its icons from data: URIs; its templates keep a few style="" attributes
+# (the job page's hidden Requeue button), which cannot run anything.
+CSP_NONCE_KEY = "cronwork.csp_nonce"
+DASHBOARD_CSP = (
+    "default-src 'self'; script-src 'self'{nonce} 'unsafe-eval'; style-src 'self'; "
+    "style-src-attr 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
 
 
 def dashboard_redis_url(config: Mapping[str, Any]) -> str:
@@ -88,6 +126,7 @@ def mount_dashboard(app: Flask) -> None:
     rq_web.config.serializer = JOB_SERIALIZER
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     replace_unsafe_views(app)
+    app.add_template_global(csp_nonce)  # for the inline script of our rq_dashboard/base.html
     app.before_request(dashboard_guard)
     app.after_request(csrf_cookie)
     app.after_request(record_dashboard_action)  # its actions into the audit trail (issue 12)
@@ -103,11 +142,39 @@ def dashboard_guard() -> ResponseReturnValue | None:
         return error(404, "rq-dashboard shows only this app's Redis (instance 0)")
     if request.endpoint in GET_ACTIONS and request.method != "POST":
         return error(405, "this action changes state: POST it with the CSRF token", {"Allow": "POST"})
+    if not listing_ok(request.view_args or {}):
+        return error(404, "no such registry or page")
     if request.endpoint in PAGE_VIEWS:
         # Its queues page catches Redis errors itself and answers 200 "Connection Error": a
         # ping first lets app.ops.errors answer 503 naming Redis (its JSON views raise anyway).
         _conn().ping()
     return None
+
+
+def listing_ok(args: Mapping[str, Any]) -> bool:
+    """A known registry and pages counted from 1: rq-dashboard answers 500 otherwise (issue 13)."""
+    if "registry_name" in args and args["registry_name"] not in ("queued", *REGISTRIES):
+        return False
+    numbers = [str(args[name]) for name in ("per_page", "page") if name in args]
+    return all(number.isdigit() and int(number) > 0 for number in numbers)
+
+
+def csp_nonce() -> str:
+    """This response's script nonce, made on first use (a template that renders it needs it)."""
+    # Kept in the request's environ, not in `g`: `g` lives as long as the app context, which
+    # outlives one request wherever a context is already pushed (tests, flask shell).
+    return str(request.environ.setdefault(CSP_NONCE_KEY, secrets.token_urlsafe(16)))
+
+
+def dashboard_csp() -> str:
+    """The Content-Security-Policy of an /rq response: its scripts and this response's nonce only."""
+    nonce = request.environ.get(CSP_NONCE_KEY)
+    return DASHBOARD_CSP.format(nonce=f" 'nonce-{nonce}'" if nonce else "")
+
+
+def is_dashboard_path(path: str) -> bool:
+    """Whether `path` is under /rq (matched or not: its 404s get the same policy)."""
+    return path == URL_PREFIX or path.startswith(f"{URL_PREFIX}/")
 
 
 def csrf_cookie(response: Response) -> Response:
