@@ -28,7 +28,7 @@ from app.config import PROJECT_ROOT, settings_from_env
 from app.embedded_redis import EmbeddedRedis
 from app.supervisor import Supervisor, foreground_group
 from cronwork.loader import load_schedule
-from cronwork.settings import SettingsError, instance_dir, run_settings_path, write_run_settings
+from cronwork.settings import SettingsError, instance_dir, mask_url, run_settings_path, write_run_settings
 from cronwork.spec import ScheduleError
 
 EMBEDDED_REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "6390"))
@@ -136,7 +136,7 @@ def run(env: dict[str, str], embedded: EmbeddedRedis | None, web: str, credentia
                 return 1
         write_run_settings(shared, {key: env[key] for key in SHARED_SETTINGS if env.get(key)})
         sys.stdout.write(
-            f"Cronwork: web at {web} (health: {web}healthz), Redis at {env['REDIS_URL']}\n"
+            f"Cronwork: web at {web} (health: {web}healthz), Redis at {mask_url(env['REDIS_URL'])}\n"
             f"{credentials}"
             f"Commands in another terminal reach this system (settings in {shared}).\n"
             "Ctrl-C stops every process, Redis last.\n"

@@ -7,17 +7,16 @@ CronworkSettings alone, without building the app or touching the database.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import urlsplit
 
 from redis import Redis
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel
 
-from cronwork.settings import CronworkSettings
+from cronwork.settings import CronworkSettings, mask_url
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +29,6 @@ HEALTH_CHECK_INTERVAL = 30
 STARTUP_BACKOFF = ExponentialBackoff(cap=2.0, base=0.2)
 
 
-MASK = "***"
-# Query parameter names that carry secrets in database and Redis URLs (password, sslpassword,
-# auth_token, api_key, secret, credentials …); a false positive only hides a harmless value.
-SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature", re.IGNORECASE)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -64,38 +59,6 @@ def redis_from_settings(settings: CronworkSettings) -> Redis:
     return sentinel.master_for(
         settings.redis_sentinel_master, password=parts.password, db=db_index, **timeouts
     )
-
-
-def mask_url(url: str) -> str:
-    """The URL with every secret in it replaced by ***: the userinfo password and the value of
-    every query parameter whose name looks secret (password, token, secret, key, auth …).
-
-    redis-py and libpq also read the password from the query (`unix:///run/redis.sock?password=…`,
-    `…/db?password=…`), which /healthz, start-up lines and 503 pages printed verbatim (issue 13).
-    Works on the text, not on urlsplit/urlunsplit: those rewrite `sqlite:///path` and raise on a
-    bad port, and a URL that does not parse must still be shown masked.
-    """
-    base, hash_mark, fragment = url.partition("#")
-    base, question_mark, query = base.partition("?")
-    scheme, slashes, rest = base.partition("://")
-    if slashes:
-        authority, slash, path = rest.partition("/")
-        userinfo, at, host = authority.rpartition("@")
-        user, colon, _password = userinfo.partition(":")
-        if at and colon:
-            authority = f"{user}:{MASK}@{host}"
-        base = f"{scheme}://{authority}{slash}{path}"
-    if question_mark:
-        query = "&".join(_mask_parameter(item) for item in query.split("&"))
-    return f"{base}{question_mark}{query}{hash_mark}{fragment}"
-
-
-def _mask_parameter(item: str) -> str:
-    """`name=value` with the value masked when the name looks like a secret's."""
-    name, equals, value = item.partition("=")
-    if equals and value and SECRET_PARAMETER.search(unquote_plus(name)):
-        return f"{name}={MASK}"
-    return item
 
 
 def describe_redis(settings: CronworkSettings) -> str:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SCHEDULE_FILE = PROJECT_ROOT / "scheduler_boot" / "schedule.toml"
@@ -30,6 +31,12 @@ DEFAULT_SENTINEL_MASTER = "mymaster"
 DEFAULT_STARTUP_TIMEOUT = 10.0
 # The prefix starts every key and every RQ job id: RQ ids allow letters, digits, _ and -.
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+
+
+MASK = "***"
+# Query parameter names that carry secrets in database and Redis URLs (password, sslpassword,
+# auth_token, api_key, secret, credentials …); a false positive only hides a harmless value.
+SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key|auth|credential|signature", re.IGNORECASE)
 
 
 class SettingsError(ValueError):
@@ -153,10 +160,42 @@ def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(nodes)
 
 
+def mask_url(url: str) -> str:
+    """The URL with every secret in it replaced by ***: the userinfo password and the value of
+    every query parameter whose name looks secret (password, token, secret, key, auth …).
+
+    redis-py and libpq also read the password from the query (`unix:///run/redis.sock?password=…`,
+    `…/db?password=…`), which /healthz, start-up lines and 503 pages printed verbatim (issue 13).
+    Works on the text, not on urlsplit/urlunsplit: those rewrite `sqlite:///path` and raise on a
+    bad port, and a URL that does not parse must still be shown masked.
+    """
+    base, hash_mark, fragment = url.partition("#")
+    base, question_mark, query = base.partition("?")
+    scheme, slashes, rest = base.partition("://")
+    if slashes:
+        authority, slash, path = rest.partition("/")
+        userinfo, at, host = authority.rpartition("@")
+        user, colon, _password = userinfo.partition(":")
+        if at and colon:
+            authority = f"{user}:{MASK}@{host}"
+        base = f"{scheme}://{authority}{slash}{path}"
+    if question_mark:
+        query = "&".join(_mask_parameter(item) for item in query.split("&"))
+    return f"{base}{question_mark}{query}{hash_mark}{fragment}"
+
+
+def _mask_parameter(item: str) -> str:
+    """`name=value` with the value masked when the name looks like a secret's."""
+    name, equals, value = item.partition("=")
+    if equals and value and SECRET_PARAMETER.search(unquote_plus(name)):
+        return f"{name}={MASK}"
+    return item
+
+
 def _redis_url(name: str, value: Any) -> str:
     url = str(value)
     if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"{name}: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+        raise SettingsError(f"{name}: expected a redis://, rediss:// or unix:// URL, got {mask_url(url)!r}")
     return url
 
 
