@@ -25,7 +25,9 @@ changes, pinned by OVERRIDDEN_TEMPLATES (the originals' sha256: an upgrade fails
     versions, the current job and its call string; jobs.html drops its own jQuery escaping;
   scripts/jobs.js: the queue name as `|tojson`, and row ids read as text (`.attr`, not `.data`,
     which turned "1e3" into 1000);
-  base.html: the one inline script carries the response's CSP nonce.
+  base.html: the one inline script carries the response's CSP nonce;
+  navbar.html: the Redis URL through mask_url (rq-dashboard masks only the userinfo, so a
+    `?password=` in REDIS_URL was shown to every operator).
 Its pages also get DASHBOARD_CSP (app.ops._headers): scripts only from 'self' and that nonce, so
 markup that slipped through still could not run. 'unsafe-eval' stays because underscore's
 `_.template` compiles the static `<script type="text/template">` sources with `new Function`
@@ -63,6 +65,7 @@ from cronwork.jobdata import (
 )
 from cronwork.keys import job_key
 from cronwork.serializer import JOB_SERIALIZER, JSONJob, json_queue
+from cronwork.settings import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ OVERRIDDEN_TEMPLATES = {
     "rq_dashboard/base.html": "1bf4f33567e813cc42bec259f19f1f0360bfcdfddf3ea50ea94af7fdbc7f75ea",
     "rq_dashboard/job.html": "d9de753e9d82795c0b0f79d9ad5eac84326e41d0e1bc4ef811ca6c93b72c926e",
     "rq_dashboard/jobs.html": "4e7c41bc0a15b0ea7018498d78ca2afc80d504e71e73e8f738d9ae03f4460262",
+    "rq_dashboard/navbar.html": "a4723e800d40c8c897163345c523b3d91a3eb1b8bbf2903bbb91881b09094507",
     "rq_dashboard/queues.html": "df57de14c3a172b327f75ca320356197f99702a66cf19a5986d8671b0348c880",
     "rq_dashboard/workers.html": "122e24c87e2b003c38e71ac36f7f40a30fa5beed24bd0508bfb09458dd392853",
     "rq_dashboard/scripts/jobs.js": "59df5f48c943ddd19cc7c6f416c81e6b26e1bb194970fcaba43e702b11b1f526",
@@ -127,6 +131,7 @@ def mount_dashboard(app: Flask) -> None:
     app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
     replace_unsafe_views(app)
     app.add_template_global(csp_nonce)  # for the inline script of our rq_dashboard/base.html
+    app.add_template_filter(mask_url, "mask_url")  # for our rq_dashboard/navbar.html
     app.before_request(dashboard_guard)
     app.after_request(csrf_cookie)
     app.after_request(record_dashboard_action)  # its actions into the audit trail (issue 12)

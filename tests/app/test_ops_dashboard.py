@@ -130,3 +130,14 @@ def test_unknown_jobs_registries_and_pages_are_404(client: FlaskClient, register
     response = client.get(path, headers=basic())
     assert response.status_code == 404, response.get_data(as_text=True)
     assert "Content-Security-Policy" in response.headers
+
+
+def test_a_password_in_the_redis_url_query_is_never_shown_on_rq_pages(
+    ops_app: Flask, client: FlaskClient, registered: list[str]
+) -> None:
+    """rq-dashboard masks only the userinfo of the URLs it lists; a `?password=` was shown whole."""
+    url = ops_app.config["RQ_DASHBOARD_REDIS_URL"][0]
+    ops_app.config["RQ_DASHBOARD_REDIS_URL"] = (f"{url}&password=hunter2-secret",)
+    page = client.get("/rq/", headers=basic()).get_data(as_text=True)
+    assert "password=***" in page
+    assert "hunter2" not in page
