@@ -74,6 +74,10 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "ALLOW_WEAK_SECRETS": env.get("ALLOW_WEAK_SECRETS", "") == "1",
         # Behind TLS in production: send the session cookie over HTTPS only.
         "SESSION_COOKIE_SECURE": env.get("SESSION_COOKIE_SECURE", "") == "1",
+        # An ops login ends after this long without a request, and this long after it began
+        # whatever happens (its record in Redis, app.ops.sessions).
+        "SESSION_IDLE_TIMEOUT": seconds("SESSION_IDLE_TIMEOUT", env.get("SESSION_IDLE_TIMEOUT", "1800")),
+        "SESSION_LIFETIME": seconds("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "43200")),
         # External services of the shipments job; an empty URL means the built-in local one.
         "CARRIER_URL": env.get("CARRIER_URL", ""),
         "CARRIER_TOKEN": env.get("CARRIER_TOKEN", ""),

@@ -145,3 +145,28 @@ class Keys:
         """List of the operator actions on one schedule, newest first (cronwork.audit); capped,
         expires when no action touched it for a while (a refused action may name anything)."""
         return f"{self.prefix}:audit:schedule:{name}"
+
+    def ops_session(self, session_id: str) -> str:
+        """Hash: one ops login (user, credentials proof, start); deleted by logout, expires when
+        idle (app.ops.sessions). The cookie carries only the id."""
+        return f"{self.prefix}:ops_session:{session_id}"
+
+    @property
+    def auth_failures(self) -> str:
+        """Hash: scheme (form, basic, bearer) → wrong credentials seen (cronwork.auth_failures)."""
+        return f"{self.prefix}:auth:failures"
+
+    @property
+    def auth_lockouts(self) -> str:
+        """Hash: scope (client, account) → lockouts begun (cronwork.auth_failures)."""
+        return f"{self.prefix}:auth:lockouts"
+
+    def auth_lockout(self, scope: str, subject: str) -> str:
+        """Set while one client or account is locked out, so a lockout is counted once;
+        `subject` is a digest (account names are whatever a guesser sent)."""
+        return f"{self.prefix}:auth:lockout:{scope}:{subject}"
+
+    @property
+    def rate_limits(self) -> str:
+        """Prefix of Flask-Limiter's moving windows of failed logins (app.ops.limits)."""
+        return f"{self.prefix}:ratelimit"

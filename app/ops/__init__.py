@@ -14,7 +14,7 @@ pages_blueprint = Blueprint("pages", __name__)
 PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 from app.ops import api, health, metrics, pages  # noqa: E402,F401  (registers the routes)
-from app.ops.auth import guard  # noqa: E402
+from app.ops.auth import init_auth  # noqa: E402
 from app.ops.dashboard import dashboard_csp, is_dashboard_path, mount_dashboard  # noqa: E402
 from app.ops.errors import register_error_pages  # noqa: E402
 
@@ -29,7 +29,7 @@ def _setup(state: BlueprintSetupState) -> None:
     app = cast(Flask, state.app)
     if app.config.get("SESSION_COOKIE_SAMESITE") is None:
         app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
-    app.before_request(guard)  # first: every other hook runs on an authenticated request
+    init_auth(app)  # CSRF, login, failure limits, then the guard: every later hook runs authenticated
     mount_dashboard(app)
     app.extensions[metrics.EXTENSION] = metrics.build_registry(app)
     register_error_pages(app)  # HTTP errors as pages or JSON; Redis or database down: 503

@@ -28,7 +28,7 @@ from app.extensions import cronwork
 from app.ops import ops_blueprint
 from app.services.alerts import pending_count
 from app.services.schedules import ScheduleService
-from cronwork import store
+from cronwork import auth_failures, store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.runs import RunState
 from cronwork.serializer import JSONJob
@@ -75,6 +75,7 @@ class CronworkCollector:
                 *self._schedules(redis, registered),
                 *self._queues(redis, registered, workers),
                 *self._processes(redis, workers),
+                *self._auth(redis),
             ]
         except RedisError as exc:
             log.warning("metrics: redis unavailable: %s", exc)
@@ -207,6 +208,22 @@ class CronworkCollector:
         total = _gauge("workers", "Live RQ workers")
         total.add_metric([], float(len(workers)))
         return [*families, pending, total]
+
+
+    def _auth(self, redis: Redis) -> list[Metric]:
+        """Wrong credentials per scheme and lockouts per scope (cronwork.auth_failures, issue 13):
+        a guesser at work shows here and in one WARNING line per failure."""
+        failures = CounterMetricFamily(
+            "cronwork_auth_failures", "Wrong credentials presented to the ops surface", labels=["scheme"]
+        )
+        for scheme, count in auth_failures.failure_totals(redis, self.keys).items():
+            failures.add_metric([scheme], float(count))
+        lockouts = CounterMetricFamily(
+            "cronwork_auth_lockouts", "Clients or accounts locked out after failed logins", labels=["scope"]
+        )
+        for scope, count in auth_failures.lockout_totals(redis, self.keys).items():
+            lockouts.add_metric([scope], float(count))
+        return [failures, lockouts]
 
 
 def build_registry(app: Flask) -> CollectorRegistry:

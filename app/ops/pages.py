@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from app.extensions import cronwork
 from app.ops import pages_blueprint
 from app.ops.audit_log import audited, record, schedule_of_job
-from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, safe_next
+from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, log_out, safe_next
 from app.ops.charts import duration, fire_axis, series_chart, start_lag
 from app.ops.display import (
     local_time,
@@ -23,10 +23,12 @@ from app.ops.display import (
     start_latency,
     trigger_words,
 )
+from app.ops.limits import note_failure
 from app.services.failed import RequeueError, list_failed, requeue
 from app.services.schedules import FILTERS, PAGE_SIZE, ScheduleActionError, ScheduleService, UnknownSchedule
 from cronwork import audit
 from cronwork.audit import Action, Outcome, Source
+from cronwork.auth_failures import Scheme
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +155,14 @@ def login() -> ResponseReturnValue:
         log.info("ops login user=%s remote=%s", user, request.remote_addr)
         record(Source.PAGE, Action.LOGIN, actor=user)
         return redirect(target, code=303)
-    log.warning("ops login refused remote=%s", request.remote_addr)
+    note_failure(Scheme.FORM, user)  # logged, counted, deducted from the windows (app.ops.limits)
     record(Source.PAGE, Action.LOGIN_FAILED, actor=user, outcome=Outcome.REFUSED, detail="wrong credentials")
     return render_template("ops/login.html", next=target, failed=True), 401
 
 
 @pages_blueprint.post("/logout")
 def logout() -> ResponseReturnValue:
-    """End the session."""
+    """End the session, server-side: a copy of the cookie no longer works."""
     record(Source.PAGE, Action.LOGOUT)
-    session.clear()
+    log_out()
     return redirect(url_for(".login"), code=303)
