@@ -24,6 +24,7 @@ from flask.typing import ResponseReturnValue
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth  # type: ignore[import-untyped]
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user  # type: ignore[import-untyped]
 from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf  # type: ignore[import-untyped]
+from redis.exceptions import RedisError
 
 from app.extensions import cronwork
 from app.ops.limits import init_limits, note_failure
@@ -123,9 +124,20 @@ def _proof() -> str:
     return hmac.new(key, material.encode(), hashlib.sha256).hexdigest()
 
 
+_REDIS_DOWN = "cronwork.sessions_unreadable"  # request.environ flag
+
+
 @login_manager.user_loader
 def _load_operator(session_id: str) -> Operator | None:
-    name = sessions().load(session_id, _proof())
+    try:
+        name = sessions().load(session_id, _proof())
+    except RedisError:
+        # The first time, the error goes up: app.ops.errors answers 503 naming Redis. Its page
+        # asks for the user again (Flask-Login's template context): anonymous then, not a 500.
+        if request.environ.get(_REDIS_DOWN):
+            return None
+        request.environ[_REDIS_DOWN] = True
+        raise
     return None if name is None else Operator(session_id, name)
 
 

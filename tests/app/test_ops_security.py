@@ -20,6 +20,8 @@ from flask.testing import FlaskClient
 from redis import Redis
 from werkzeug.test import TestResponse
 
+from app.embedded_redis import free_port
+from app.extensions import cronwork
 from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, csrf_from, log_in
 from tests.conftest import Processes, wait_until
 
@@ -290,6 +292,17 @@ def test_changing_the_password_ends_sessions_for_good(ops_app: Flask, client: Fl
     assert session_keys(redis) == []
     ops_app.config["ADMIN_PASSWORD"] = PASSWORD  # changing it back does not revive the session
     assert client.get("/").status_code == 302
+
+
+def test_a_logged_in_operator_gets_the_503_naming_redis_when_it_stops(
+    ops_app: Flask, client: FlaskClient
+) -> None:
+    log_in(client)
+    # The session's record is where Redis is: point the app at a port where nothing listens.
+    cronwork.use_connection(ops_app, Redis.from_url(f"redis://127.0.0.1:{free_port()}/0"))
+    page = client.get("/", headers={"Accept": "text/html"})
+    assert page.status_code == 503 and "is not answering" in page.get_data(as_text=True)
+    assert client.get("/login").status_code == 503
 
 
 def test_a_login_starts_a_new_session(client: FlaskClient, redis: Redis) -> None:

@@ -124,6 +124,9 @@ def test_operator_logs_in_pauses_and_runs_a_schedule(
     screenshot(browser, "ops-404.png")
 
     down = redis_down_server(processes, tmp_path / "redis-down")
+    # Cookies are per host, not per port: the first server's session would reach this one, whose
+    # Redis (where sessions live) is down, and its login page would already be the 503.
+    browser.delete_all_cookies()
     browser.get(f"{down}/login")
     browser.find_element(By.NAME, "username").send_keys(USER)
     browser.find_element(By.NAME, "password").send_keys(PASSWORD)
