@@ -52,16 +52,14 @@ def record_lockout(redis: Redis, keys: Keys, scope: Scope, subject: str, seconds
     return True
 
 
-def _totals(redis: Redis, key: str, names: list[str]) -> dict[str, int]:
-    values = redis.hmget(key, names)
-    return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
-
-
-def failure_totals(redis: Redis, keys: Keys) -> dict[str, int]:
-    """Wrong credentials counted so far, for every scheme (zeros included)."""
-    return _totals(redis, keys.auth_failures, [scheme.value for scheme in Scheme])
-
-
-def lockout_totals(redis: Redis, keys: Keys) -> dict[str, int]:
-    """Lockouts begun so far, for every scope (zeros included)."""
-    return _totals(redis, keys.auth_lockouts, [scope.value for scope in Scope])
+def totals(redis: Redis, keys: Keys) -> tuple[dict[str, int], dict[str, int]]:
+    """Wrong credentials per scheme and lockouts begun per scope, zeros included (one round trip)."""
+    schemes, scopes = [scheme.value for scheme in Scheme], [scope.value for scope in Scope]
+    with redis.pipeline(transaction=False) as pipe:
+        pipe.hmget(keys.auth_failures, schemes)
+        pipe.hmget(keys.auth_lockouts, scopes)
+        failures, lockouts = pipe.execute()
+    return (
+        {name: int(value or 0) for name, value in zip(schemes, failures, strict=True)},
+        {name: int(value or 0) for name, value in zip(scopes, lockouts, strict=True)},
+    )

@@ -213,15 +213,16 @@ class CronworkCollector:
     def _auth(self, redis: Redis) -> list[Metric]:
         """Wrong credentials per scheme and lockouts per scope (cronwork.auth_failures, issue 13):
         a guesser at work shows here and in one WARNING line per failure."""
+        failed, locked = auth_failures.totals(redis, self.keys)
         failures = CounterMetricFamily(
             "cronwork_auth_failures", "Wrong credentials presented to the ops surface", labels=["scheme"]
         )
-        for scheme, count in auth_failures.failure_totals(redis, self.keys).items():
+        for scheme, count in failed.items():
             failures.add_metric([scheme], float(count))
         lockouts = CounterMetricFamily(
             "cronwork_auth_lockouts", "Clients or accounts locked out after failed logins", labels=["scope"]
         )
-        for scope, count in auth_failures.lockout_totals(redis, self.keys).items():
+        for scope, count in locked.items():
             lockouts.add_metric([scope], float(count))
         return [failures, lockouts]
 
