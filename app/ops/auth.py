@@ -77,8 +77,6 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
     # The token lives as long as the session, which Redis bounds (idle and absolute limits).
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    app.config.setdefault("SESSION_IDLE_TIMEOUT", 1800.0)
-    app.config.setdefault("SESSION_LIFETIME", 12 * 3600.0)
     app.before_request(_forget_earlier_request)
     csrf.init_app(app)
     login_manager.init_app(app)
