@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -43,6 +44,16 @@ def database_url(env: dict[str, str]) -> str:
     return url
 
 
+def failure_limit(text: str) -> str:
+    """AUTH_FAILURE_LIMIT in the rate-limit notation of the `limits` library, checked."""
+    try:
+        parse_many(text)
+    except ValueError:
+        example = "'10 per 15 minutes; 5 per minute'"
+        raise SettingsError(f"AUTH_FAILURE_LIMIT: expected e.g. {example}, got {text!r}") from None
+    return text
+
+
 def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
     """Build the Flask config mapping from environment variables.
 
@@ -78,6 +89,13 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         # whatever happens (its record in Redis, app.ops.sessions).
         "SESSION_IDLE_TIMEOUT": seconds("SESSION_IDLE_TIMEOUT", env.get("SESSION_IDLE_TIMEOUT", "1800")),
         "SESSION_LIFETIME": seconds("SESSION_LIFETIME", env.get("SESSION_LIFETIME", "43200")),
+        # Failed logins allowed per client and per account before a lockout (app.ops.limits has
+        # the default, "10 per 15 minutes; 5 per minute").
+        **(
+            {"AUTH_FAILURE_LIMIT": failure_limit(env["AUTH_FAILURE_LIMIT"])}
+            if "AUTH_FAILURE_LIMIT" in env
+            else {}
+        ),
         # External services of the shipments job; an empty URL means the built-in local one.
         "CARRIER_URL": env.get("CARRIER_URL", ""),
         "CARRIER_TOKEN": env.get("CARRIER_TOKEN", ""),
