@@ -33,7 +33,6 @@ from cronwork.auth_failures import Scheme
 
 log = logging.getLogger(__name__)
 
-REQUIRED_SECRETS = ("SECRET_KEY", "ADMIN_TOKEN", "ADMIN_USER", "ADMIN_PASSWORD")
 PUBLIC_ENDPOINTS = frozenset({"ops.healthz", "ops.metrics", "static"})
 LOGIN_ENDPOINTS = frozenset({"ops.pages.login"})
 PROTECTED_BLUEPRINTS = ("ops", "rq_dashboard")
