@@ -101,6 +101,23 @@ class StartKind(StrEnum):
     DONE = "done"  # the run already succeeded (or was skipped): never run it again
 
 
+def decode_streak(raw: bytes | str | None) -> int:
+    """A failure streak as FINISH counts it (`Keys.failure_streak`); 0 when there is none, or
+    when the key holds something that is not a count (garbage written into Redis must not
+    break /metrics, the pages or the alerts)."""
+    if raw is None:
+        return 0
+    try:
+        return max(int(raw), 0)
+    except ValueError:
+        return 0
+
+
+def failure_streak(connection: Redis, keys: Keys, name: str) -> int:
+    """The schedule's current failure streak (final failures in a row, one per tick)."""
+    return decode_streak(cast(bytes | None, connection.get(keys.failure_streak(name))))
+
+
 def schedule_of(job: Job) -> str | None:
     """The Cronwork schedule a run belongs to, from its meta (None for a foreign job)."""
     meta = job.meta if isinstance(job.meta, dict) else {}

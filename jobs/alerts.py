@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import cast
 
 from flask import Flask
 from redis import Redis
@@ -24,6 +23,7 @@ from app.services.alerts import Alert, alert_admins, keep
 from app.services.alerts import flush_pending as flush_alerts
 from cronwork import store
 from cronwork.keys import Keys
+from cronwork.runs import failure_streak
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def on_final_failure(
 ) -> None:
     """Alert once per failure streak, pause after `pause_after` final failures in a row."""
     # The run writer (cronwork.runs) counts the streak, once per tick; alerts only read it.
-    streak = int(cast(bytes | None, connection.get(keys.failure_streak(name))) or 0)
+    streak = failure_streak(connection, keys, name)
     paused = False
     if pause_after and streak >= pause_after and not store.is_paused(connection, keys, name):
         reason = f"auto-paused after {streak} consecutive failures (last: {job_id})"

@@ -30,7 +30,7 @@ from app.services.alerts import pending_count
 from app.services.schedules import ScheduleService
 from cronwork import auth_failures, store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
-from cronwork.runs import RunState
+from cronwork.runs import RunState, decode_streak
 from cronwork.serializer import JSONJob
 from cronwork.spec import ScheduleSpec
 from cronwork.stats import RunStats, run_stats
@@ -105,7 +105,7 @@ class CronworkCollector:
         stats = run_stats(redis, self.keys, names)
         for name, streak, score in zip(names, streaks, scores, strict=True):
             self._stat_series(f, runs, name, stats[name])
-            f["streak"].add_metric([name], float(streak or 0))
+            f["streak"].add_metric([name], float(decode_streak(streak)))
             f["paused"].add_metric([name], 1.0 if name in paused else 0.0)
             if score is not None:
                 f["next"].add_metric([name], float(score))

@@ -25,7 +25,7 @@ from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
 from cronwork.runjob import build_run_job
-from cronwork.runs import RunWriter, Trigger
+from cronwork.runs import RunWriter, Trigger, decode_streak
 from cronwork.serializer import json_queue
 from cronwork.spec import ScheduleError, ScheduleSpec
 from cronwork.summary import newest_runs
@@ -258,7 +258,7 @@ class ScheduleService:
                     registered=name in registered,
                     next_fire_times=[],
                     paused=paused.get(name),
-                    consecutive_failures=int(streak or 0),
+                    consecutive_failures=decode_streak(streak),
                     next_tick=score,
                 )
             )

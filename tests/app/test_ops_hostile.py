@@ -297,3 +297,22 @@ def test_a_control_socket_is_opened_only_at_a_path_of_the_instance_own(monkeypat
     monkeypatch.setenv("WEB_CONTROL_SOCKET", "/run/cronwork/web-8000.ctl")
     chosen = runpy.run_path(path)
     assert chosen["control_socket_disable"] is False and chosen["control_socket"] == "/run/cronwork/web-8000.ctl"
+
+
+@pytest.mark.parametrize("garbage", [b"not a number", b"\x80\x04pickle", b"-7"])
+def test_garbage_in_a_failure_streak_breaks_no_page_metric_or_alert(
+    app: Flask, client: FlaskClient, redis: Redis, registered: list[str], garbage: bytes
+) -> None:
+    """The streak is FINISH's counter; whatever else is written there reads as 0 (it made
+    /metrics, the pages and the alerts raise ValueError)."""
+    from jobs.alerts import on_final_failure
+
+    redis.set(KEYS.failure_streak("hc"), garbage)
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert 'cronwork_schedule_consecutive_failures{schedule="hc"} 0.0' in scrape.get_data(as_text=True)
+    listed = client.get("/api/schedules", headers=bearer())
+    assert listed.status_code == 200
+    assert {s["name"]: s["consecutive_failures"] for s in listed.get_json()["schedules"]}["hc"] == 0
+    assert client.get("/", headers=basic()).status_code == 200
+    on_final_failure(app, redis, KEYS, "hc", "cronwork-hc-1", "failed", "boom", 2)  # no ValueError
