@@ -60,6 +60,15 @@ def totals(redis: Redis, keys: Keys) -> tuple[dict[str, int], dict[str, int]]:
         pipe.hmget(keys.auth_lockouts, scopes)
         failures, lockouts = pipe.execute()
     return (
-        {name: int(value or 0) for name, value in zip(schemes, failures, strict=True)},
-        {name: int(value or 0) for name, value in zip(scopes, lockouts, strict=True)},
+        {name: _count(value) for name, value in zip(schemes, failures, strict=True)},
+        {name: _count(value) for name, value in zip(scopes, lockouts, strict=True)},
     )
+
+
+def _count(raw: bytes | None) -> int:
+    """A counter this module increments; 0 for anything else written there (garbage must not
+    break /metrics)."""
+    try:
+        return max(int(raw or 0), 0)
+    except ValueError:
+        return 0

@@ -316,3 +316,11 @@ def test_garbage_in_a_failure_streak_breaks_no_page_metric_or_alert(
     assert {s["name"]: s["consecutive_failures"] for s in listed.get_json()["schedules"]}["hc"] == 0
     assert client.get("/", headers=basic()).status_code == 200
     on_final_failure(app, redis, KEYS, "hc", "cronwork-hc-1", "failed", "boom", 2)  # no ValueError
+
+
+def test_garbage_in_the_auth_counters_breaks_no_scrape(client: FlaskClient, redis: Redis) -> None:
+    redis.hset(KEYS.auth_failures, mapping={"form": b"lots", "bearer": b"\x80\x04"})
+    redis.hset(KEYS.auth_lockouts, mapping={"client": b"-"})
+    scrape = client.get("/metrics")
+    assert scrape.status_code == 200
+    assert 'cronwork_auth_failures_total{scheme="form"} 0.0' in scrape.get_data(as_text=True)
