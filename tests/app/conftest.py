@@ -79,6 +79,11 @@ def client(ops_app: Flask) -> Iterator[FlaskClient]:
         yield client
 
 
+def ops_env(**more: str) -> dict[str, str]:
+    """The ops credentials of these tests as environment for a real web process, plus `more`."""
+    return {"SECRET_KEY": "ops-test-secret", "ADMIN_TOKEN": TOKEN, "ADMIN_USER": USER, "ADMIN_PASSWORD": PASSWORD, **more}
+
+
 def bearer(token: str = TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

@@ -22,7 +22,7 @@ from redis import Redis
 from app.config import PROJECT_ROOT
 from app.ops.audit_log import os_user
 from cronwork.serializer import json_queue
-from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, csrf_from, log_in
+from tests.app.conftest import KEYS, PASSWORD, USER, basic, bearer, csrf_from, log_in, ops_env
 from tests.conftest import Processes, wait_until
 
 pytestmark = pytest.mark.usefixtures("registered")
@@ -141,13 +141,7 @@ def test_login_password_is_never_recorded(client: FlaskClient, redis: Redis) -> 
 def test_under_gunicorn_each_info_line_of_an_action_reaches_the_console_once(
     processes: Processes, schedule_file: Path
 ) -> None:
-    web, base = processes.start_web(
-        SECRET_KEY="audit-test-secret",
-        ADMIN_TOKEN=TOKEN,
-        ADMIN_USER=USER,
-        ADMIN_PASSWORD=PASSWORD,
-        SCHEDULE_FILE=str(schedule_file),
-    )
+    web, base = processes.start_web(**ops_env(SCHEDULE_FILE=str(schedule_file)))
 
     pause = urllib.request.Request(
         f"{base}/api/schedules/hc/pause",

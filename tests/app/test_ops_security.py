@@ -22,7 +22,7 @@ from werkzeug.test import TestResponse
 
 from app.embedded_redis import free_port
 from app.extensions import cronwork
-from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, csrf_from, log_in
+from tests.app.conftest import KEYS, PASSWORD, TOKEN, USER, basic, bearer, csrf_from, log_in, ops_env
 from tests.conftest import Processes, wait_until
 
 GUESSES = 50
@@ -338,11 +338,7 @@ def test_under_gunicorn_a_guesser_is_locked_out_and_a_logged_out_cookie_is_refus
     processes: Processes, schedule_file: Path
 ) -> None:
     web, base = processes.start_web(
-        SECRET_KEY="security-test-secret-9b7d5e3c1a2f4e6d8c0b",
-        ADMIN_TOKEN=TOKEN,
-        ADMIN_USER=USER,
-        ADMIN_PASSWORD=PASSWORD,
-        SCHEDULE_FILE=str(schedule_file),
+        **ops_env(SECRET_KEY="security-test-secret-9b7d5e3c1a2f4e6d8c0b", SCHEDULE_FILE=str(schedule_file))
     )
     jar = http.cookiejar.CookieJar()
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)

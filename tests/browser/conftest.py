@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.app.conftest import PASSWORD, TOKEN, USER, ops_app, registered, schedule_file  # noqa: F401
+from tests.app.conftest import PASSWORD, TOKEN, USER, ops_app, ops_env, registered, schedule_file  # noqa: F401
 from tests.conftest import Processes
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -64,11 +64,5 @@ def browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
 @pytest.fixture
 def web_server(processes: Processes, schedule_file: Path) -> str:  # noqa: F811
     """gunicorn serving `app:create_app()` on a free 127.0.0.1 port, as the Procfile's web does."""
-    _, base = processes.start_web(
-        SECRET_KEY="browser-test-secret",
-        ADMIN_TOKEN=TOKEN,
-        ADMIN_USER=USER,
-        ADMIN_PASSWORD=PASSWORD,
-        SCHEDULE_FILE=str(schedule_file),
-    )
+    _, base = processes.start_web(**ops_env(SCHEDULE_FILE=str(schedule_file)))
     return base

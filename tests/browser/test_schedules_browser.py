@@ -12,7 +12,7 @@ from redis import Redis
 from app.config import PROJECT_ROOT
 from app.ops.pages import GRID_RUNS
 from cronwork.ledger import Ledger
-from tests.app.conftest import KEYS, PASSWORD, USER, seed_ledger
+from tests.app.conftest import KEYS, PASSWORD, USER, ops_env, seed_ledger
 from tests.conftest import Processes, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("registered")]
@@ -143,14 +143,7 @@ def redis_down_server(processes: Processes, folder: Path) -> str:
 
     own = EmbeddedRedis(folder).start()
     try:
-        _, base = processes.start_web(
-            "web-down",
-            SECRET_KEY="browser-test-secret",
-            ADMIN_TOKEN="t",
-            ADMIN_USER=USER,
-            ADMIN_PASSWORD=PASSWORD,
-            REDIS_URL=own.url,
-        )
+        _, base = processes.start_web("web-down", **ops_env(REDIS_URL=own.url))
     finally:
         own.stop()
     return base
