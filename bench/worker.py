@@ -38,7 +38,7 @@ from cronwork.keys import Keys
 from cronwork.runjob import build_run_job
 from cronwork.runs import Trigger
 from cronwork.serializer import JSONJob, json_queue
-from cronwork.spec import ScheduleSpec
+from cronwork.spec import OverlapPolicy, ScheduleSpec
 from cronwork.timing import CronTrigger
 
 FUNC = "jobs.diagnostics.sleep"
@@ -59,7 +59,7 @@ def _spec() -> ScheduleSpec:
         retry_backoff=(30,),
         misfire="skip",
         misfire_grace=600,
-        overlap="skip",
+        overlap=OverlapPolicy.SKIP,
         enabled=True,
         pause_after_failures=0,
         args=(0,),

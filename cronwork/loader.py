@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from cronwork.spec import DEFAULT_KEEP_RUNS, Schedule, ScheduleError, ScheduleSpec
+from cronwork.spec import DEFAULT_KEEP_RUNS, OverlapPolicy, Schedule, ScheduleError, ScheduleSpec
 from cronwork.timing import (
     CronTrigger,
     IntervalTrigger,
@@ -39,7 +39,7 @@ QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JOBS_PACKAGE = "jobs"
 TRIGGER_KEYS = ("cron", "every", "at")
 MISFIRE_POLICIES = ("run_latest", "skip")
-OVERLAP_POLICIES = ("skip", "allow")
+OVERLAP_POLICIES = tuple(policy.value for policy in OverlapPolicy)
 # Fire times sampled to find a cron schedule's shortest gap (for the overlap/timeout rule),
 # from a fixed instant rather than "now", so that the verdict never changes with the clock.
 CRON_GAP_SAMPLES = 64
@@ -204,7 +204,7 @@ def _parse_one(
         retry_backoff=backoff,
         misfire=misfire,
         misfire_grace=grace,
-        overlap=overlap,
+        overlap=OverlapPolicy(overlap),
         enabled=enabled,
         pause_after_failures=pause_after,
         description=description,

@@ -46,11 +46,17 @@ class RunState(StrEnum):
     ABANDONED = "abandoned"
     MISSED = "missed"
     PAUSED = "paused"
+    # Not enqueued: the schedule's rate_limit had no room left in its window (issue 14).
+    RATE_LIMITED = "rate_limited"
+    # overlap = "buffer_one": the run waits for the running one and starts when it ends.
+    BUFFERED = "buffered"
+    # overlap = "cancel_other": a newer run of the schedule stopped this one.
+    CANCELLED = "cancelled"
 
     @property
     def is_final(self) -> bool:
         """Nothing more happens to the run unless an operator requeues it."""
-        return self not in (RunState.ENQUEUED, RunState.RUNNING, RunState.RETRYING)
+        return self not in (RunState.ENQUEUED, RunState.RUNNING, RunState.RETRYING, RunState.BUFFERED)
 
     @property
     def is_failure(self) -> bool:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,15 @@ from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger, Trigger
 
 # Runs of one schedule kept in Redis (jobs, results, records, attempts) unless it says otherwise.
 DEFAULT_KEEP_RUNS = 100
+
+
+class OverlapPolicy(StrEnum):
+    """What a run does when another run of its schedule is still running (jobs.runtime)."""
+
+    SKIP = "skip"  # recorded skipped_overlap, nothing runs
+    ALLOW = "allow"  # runs beside it
+    BUFFER_ONE = "buffer_one"  # waits (buffered) and starts when it ends; a second waiter is skipped
+    CANCEL_OTHER = "cancel_other"  # the running one is stopped (cancelled) and this one starts
 
 
 class ScheduleError(ValueError):
@@ -44,7 +54,7 @@ class ScheduleSpec:
     retry_backoff: tuple[int, ...]
     misfire: str
     misfire_grace: int
-    overlap: str
+    overlap: OverlapPolicy
     enabled: bool
     pause_after_failures: int
     description: str = ""
@@ -114,6 +124,7 @@ class ScheduleSpec:
         fields = {k: v for k, v in data.items() if k != "trigger"}
         fields["retry_backoff"] = tuple(fields["retry_backoff"])
         fields["args"] = tuple(fields["args"])
+        fields["overlap"] = OverlapPolicy(fields["overlap"])
         return cls(trigger=trigger, **fields)
 
     def definition_hash(self) -> str:
