@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, cast
 
 from redis import Redis
@@ -26,24 +27,51 @@ SCHEDULER_HEARTBEAT_MAX_AGE = 30.0
 Writer = Redis | Pipeline
 
 
+class ScheduleSource(StrEnum):
+    """Where a registered schedule comes from: the schedule file (a sync owns it) or an
+    operator at run time (the API, CLI or a page owns it; a sync never touches it)."""
+
+    DECLARED = "declared"
+    RUNTIME = "runtime"
+
+
 @dataclass(frozen=True)
 class Definition:
-    """What a sync registered for one schedule: its spec and the spec's definition hash."""
+    """What is registered for one schedule: its spec, the spec's definition hash, its source,
+    and for a runtime schedule the fields as the operator submitted them (shown back for an
+    edit, so a field the spec stores in another form is never lost on the way back)."""
 
     hash: str
     spec: dict[str, Any]
+    source: ScheduleSource = ScheduleSource.DECLARED
+    submitted: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, spec: ScheduleSpec) -> Definition:
-        return cls(hash=spec.definition_hash(), spec=spec.to_dict())
+    def of(
+        cls,
+        spec: ScheduleSpec,
+        source: ScheduleSource = ScheduleSource.DECLARED,
+        submitted: dict[str, Any] | None = None,
+    ) -> Definition:
+        return cls(hash=spec.definition_hash(), spec=spec.to_dict(), source=source, submitted=submitted)
 
     def encode(self) -> str:
-        return json.dumps({"hash": self.hash, "spec": self.spec})
+        data: dict[str, Any] = {"hash": self.hash, "spec": self.spec, "source": str(self.source)}
+        if self.submitted is not None:
+            data["submitted"] = self.submitted
+        return json.dumps(data)
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Definition:
+        """A definition written before sources existed has none: it came from a sync (declared)."""
         data = json.loads(raw)
-        return cls(hash=str(data["hash"]), spec=data["spec"])
+        submitted = data.get("submitted")
+        return cls(
+            hash=str(data["hash"]),
+            spec=data["spec"],
+            source=ScheduleSource(data.get("source", ScheduleSource.DECLARED)),
+            submitted=submitted if isinstance(submitted, dict) else None,
+        )
 
     def to_spec(self) -> ScheduleSpec:
         return ScheduleSpec.from_dict(self.spec)
@@ -93,6 +121,11 @@ def decode_definitions(raw: dict[bytes, bytes]) -> dict[str, Definition]:
     return {name.decode(): Definition.decode(value) for name, value in raw.items()}
 
 
+def runtime_names(connection: Redis, keys: Keys) -> set[str]:
+    """The registered schedules an operator added at run time."""
+    return {name for name, d in definitions(connection, keys).items() if d.source is ScheduleSource.RUNTIME}
+
+
 def registered_specs(connection: Redis, keys: Keys) -> dict[str, ScheduleSpec]:
     """The specs written by the last sync."""
     return {name: d.to_spec() for name, d in definitions(connection, keys).items()}
@@ -107,12 +140,19 @@ def is_registered(connection: Redis, keys: Keys, name: str) -> bool:
     return bool(connection.hexists(keys.definitions, name))
 
 
-def write_definition(writer: Writer, keys: Keys, spec: ScheduleSpec) -> None:
-    writer.hset(keys.definitions, spec.name, Definition.of(spec).encode())
+def write_definition(
+    writer: Writer,
+    keys: Keys,
+    spec: ScheduleSpec,
+    source: ScheduleSource = ScheduleSource.DECLARED,
+    submitted: dict[str, Any] | None = None,
+) -> None:
+    writer.hset(keys.definitions, spec.name, Definition.of(spec, source, submitted).encode())
 
 
 def unregister(writer: Writer, keys: Keys, name: str) -> None:
-    """Remove a template: its place in rq-scheduler's set, its job hash, its definition."""
+    """Remove a template: its place in rq-scheduler's set, its job hash, its definition (the
+    scheduler stops at once; the ledger stays)."""
     template_id = keys.template_id(name)
     writer.zrem(RQ_SCHEDULER_SET, template_id)
     writer.delete(keys.template_key(name))

@@ -5,6 +5,9 @@
 --dry-run     print the reconcile plan, write nothing
 --sync-only   reconcile and exit
 (no flag)     reconcile, then run the scheduler loop
+
+A sync never touches runtime schedules (added through the API, the CLI or the ops pages);
+a declared name that one of them holds is reported as a clash ("! name: ...").
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.sync_only:
         return 0
     scheduler = CronworkScheduler(connection, keys)
-    active = len(plan.added) + len(plan.updated) + len(plan.unchanged)
+    active = len(plan.added) + len(plan.updated) + len(plan.unchanged) + len(plan.runtime)
     log.info("scheduler name=%s started, %d schedules", scheduler.name, active)
     scheduler.run(burst=args.burst)
     return 0

@@ -1,11 +1,14 @@
 """Reconcile the declared schedule with rq-scheduler's set: add, update, remove, nothing else.
 
 Cronwork owns only the templates whose id starts with its prefix; every other scheduled
-job (an app's one-off `enqueue_at`) is left alone. Each template's definition hash is kept
-in one Redis hash (cronwork.store), so a no-op re-sync is a single pipelined read and zero
-writes. A one-off whose `at` has passed is `expired`: never registered, its leftovers removed.
-An updated template whose trigger and zone did not change keeps its place in the set (a tick
-already due stays due), so an upgrade that only changes definition hashes loses no tick.
+job (an app's one-off `enqueue_at`) is left alone. A sync owns only the declared ones: a
+runtime schedule (added through the API, the CLI or a page) is never updated or removed
+here, and a declared name that a runtime schedule holds is reported as a clash, not written.
+Each template's definition hash is kept in one Redis hash (cronwork.store), so a no-op
+re-sync is a single pipelined read and zero writes. A one-off whose `at` has passed is
+`expired`: never registered, its leftovers removed. An updated template whose trigger and
+zone did not change keeps its place in the set (a tick already due stays due), so an
+upgrade that only changes definition hashes loses no tick.
 """
 
 from __future__ import annotations
@@ -14,23 +17,25 @@ import logging
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from redis import Redis
-from redis.client import Pipeline
-from rq_scheduler import Scheduler
 
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
-from cronwork.serializer import JOB_SERIALIZER, JSONJob
+from cronwork.serializer import JOB_SERIALIZER
 from cronwork.spec import ScheduleSpec
+from cronwork.store import ScheduleSource
+from cronwork.templates import TemplateWriter, sync_lock, timing
 from cronwork.timing import OneOffTrigger, one_off_instant
 
 log = logging.getLogger(__name__)
 
-SYNC_LOCK_TIMEOUT = 60  # seconds a crashed sync may hold the lock
-SYNC_LOCK_WAIT = 30  # seconds a concurrent boot waits for it
+CLASH_NOTE = (
+    "declared in the file, but a runtime schedule holds this name: the runtime one is kept and the "
+    "declared one is not registered (delete the runtime one, or rename one of them)"
+)
 
 
 @dataclass
@@ -40,7 +45,8 @@ class SyncPlan:
     `expired` maps each enabled one-off whose `at` has passed to a note saying whether the
     scheduler ran it; any template it left is in `removed`. `retimed` lists the updated
     schedules whose next fire is computed again (trigger or zone changed, or not in the set);
-    every other updated one keeps its score.
+    every other updated one keeps its score. `clashes` lists the declared names a runtime
+    schedule holds: neither side replaces the other, the plan says so.
     """
 
     added: list[str] = field(default_factory=list)
@@ -49,6 +55,8 @@ class SyncPlan:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     expired: dict[str, str] = field(default_factory=dict)
+    clashes: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)  # runtime schedules, left alone
 
     @property
     def has_changes(self) -> bool:
@@ -57,17 +65,19 @@ class SyncPlan:
     def render(self) -> str:
         """Human-readable plan, one line per schedule."""
         expired = [f"x {name}: {note}" for name, note in sorted(self.expired.items())]
+        notes = expired + [f"! {name}: {CLASH_NOTE}" for name in self.clashes]
+        tail = (f", {len(self.expired)} expired" if self.expired else "") + (
+            f", {len(self.clashes)} clashing" if self.clashes else ""
+        )
+        tail += f", {len(self.runtime)} runtime left alone" if self.runtime else ""
         if not self.has_changes:
-            summary = f"no changes ({len(self.unchanged)} schedules unchanged"
-            summary += f", {len(self.expired)} expired)" if self.expired else ")"
-            return "\n".join([summary, *expired])
+            return "\n".join([f"no changes ({len(self.unchanged)} schedules unchanged{tail})", *notes])
         lines = [f"+ {n}" for n in self.added] + [f"~ {n}" for n in self.updated]
         lines += [f"- {n}" for n in self.removed]
-        lines += expired
+        lines += notes
         lines.append(
             f"{len(self.added)} added, {len(self.updated)} updated, "
-            f"{len(self.removed)} removed, {len(self.unchanged)} unchanged"
-            + (f", {len(self.expired)} expired" if self.expired else "")
+            f"{len(self.removed)} removed, {len(self.unchanged)} unchanged{tail}"
         )
         return "\n".join(lines)
 
@@ -81,6 +91,7 @@ class _Registered:
     in_set: set[str]  # names in rq-scheduler's set with their job hash present
     not_json: set[str]  # names whose job hash is not Cronwork's JSON format (an older pickle)
     fired: dict[str, int]  # one-offs the scheduler handled: name → tick epoch
+    runtime: set[str]  # names registered by an operator at run time: never the sync's
 
 
 def _registered(connection: Redis, keys: Keys, names: list[str]) -> _Registered:
@@ -93,7 +104,7 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> _Registered:
         definitions_raw, scheduled_ids, fired_raw, *jobs = pipe.execute()
     definitions = store.decode_definitions(definitions_raw)
     hashes = {name: d.hash for name, d in definitions.items()}
-    timings = {name: (d.spec.get("trigger"), d.spec.get("timezone")) for name, d in definitions.items()}
+    timings = {name: timing(d.spec) for name, d in definitions.items()}
     in_set = set()
     for raw in scheduled_ids:
         scheduled = keys.name_from_template_id(raw.decode())
@@ -107,7 +118,8 @@ def _registered(connection: Redis, keys: Keys, names: list[str]) -> _Registered:
         if data is not None and not _is_json_job(data, meta)
     }
     fired = {name.decode(): int(tick) for name, tick in fired_raw.items()}
-    return _Registered(hashes, timings, in_set, not_json, fired)
+    runtime = {name for name, d in definitions.items() if d.source is ScheduleSource.RUNTIME}
+    return _Registered(hashes, timings, in_set, not_json, fired, runtime)
 
 
 def _is_json_job(data: bytes, meta: bytes | None) -> bool:
@@ -130,12 +142,14 @@ def _is_json_job(data: bytes, meta: bytes | None) -> bool:
 
 
 def compute_plan(connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Keys, now: datetime) -> SyncPlan:
-    """Compare declared enabled specs with what Redis holds; reads only."""
-    enabled = {name: spec for name, spec in specs.items() if spec.enabled}
+    """Compare declared enabled specs with what Redis holds; reads only. Runtime schedules are
+    left out of every list but `clashes` (a declared name, enabled or not, that one holds)."""
+    found = _registered(connection, keys, sorted(specs))
+    clashes = sorted(set(specs) & found.runtime)
+    enabled = {name: spec for name, spec in specs.items() if spec.enabled and name not in found.runtime}
     expired = {name for name, spec in enabled.items() if spec.is_expired(now)}
     declared = {name: spec for name, spec in enabled.items() if name not in expired}
-    found = _registered(connection, keys, sorted(declared))
-    plan = SyncPlan()
+    plan = SyncPlan(clashes=clashes, runtime=sorted(found.runtime))
     for name in sorted(declared):
         spec = declared[name]
         current = found.hashes.get(name) == spec.definition_hash()
@@ -143,18 +157,13 @@ def compute_plan(connection: Redis, specs: Mapping[str, ScheduleSpec], keys: Key
             plan.unchanged.append(name)
         elif name in found.in_set or name in found.hashes:
             plan.updated.append(name)
-            if name not in found.in_set or found.timings.get(name) != _timing(spec):
+            if name not in found.in_set or found.timings.get(name) != timing(spec.to_dict()):
                 plan.retimed.append(name)
         else:
             plan.added.append(name)
-    plan.removed = sorted((set(found.hashes) | found.in_set) - set(declared))
+    plan.removed = sorted((set(found.hashes) | found.in_set) - set(declared) - found.runtime)
     plan.expired = {name: _expired_note(enabled[name], found.fired.get(name)) for name in sorted(expired)}
     return plan
-
-
-def _timing(spec: ScheduleSpec) -> tuple[Any, Any]:
-    """What decides a schedule's ticks, in its registered (JSON) form."""
-    return spec.to_dict()["trigger"], spec.timezone
 
 
 def _expired_note(spec: ScheduleSpec, fired_at: int | None) -> str:
@@ -173,59 +182,24 @@ def apply_plan(
     now: datetime,
 ) -> SyncPlan:
     """Reconcile under the sync lock, in one transaction; returns what was done."""
-    lock = connection.lock(keys.sync_lock, timeout=SYNC_LOCK_TIMEOUT, blocking_timeout=SYNC_LOCK_WAIT)
-    if not lock.acquire():
-        raise TimeoutError(f"another sync held {keys.sync_lock} for more than {SYNC_LOCK_WAIT}s")
-    try:
+    with sync_lock(connection, keys):
         # Planned again under the lock: a concurrent boot may have just done the work.
         plan = compute_plan(connection, specs, keys, now)
         for name, note in plan.expired.items():
             log.warning("sync schedule=%s action=expired %s", name, note)
+        for name in plan.clashes:
+            log.warning("sync schedule=%s action=clash %s", name, CLASH_NOTE)
         if not plan.has_changes:
             return plan
-        scheduler = Scheduler(connection=connection, job_class=JSONJob)
+        templates = TemplateWriter(connection, keys)
         keep_place = set(plan.updated) - set(plan.retimed)
         with connection.pipeline(transaction=True) as pipe:
             for name in plan.added + plan.updated:
-                _write_template(pipe, scheduler, keys, specs[name], now, name in keep_place)
+                templates.write(pipe, specs[name], now, name in keep_place)
             for name in plan.removed:
-                store.unregister(pipe, keys, name)
+                templates.remove(pipe, name)
             pipe.execute()
         for action, names in (("added", plan.added), ("updated", plan.updated), ("removed", plan.removed)):
             for name in names:
                 log.info("sync schedule=%s action=%s", name, action)
         return plan
-    finally:
-        lock.release()
-
-
-def _write_template(
-    pipe: Pipeline, scheduler: Scheduler, keys: Keys, spec: ScheduleSpec, now: datetime, keep_place: bool
-) -> None:
-    """Queue the writes of one template: job hash, score = next fire (unless it keeps its
-    place), definition."""
-    next_time = spec.next_fire(now)
-    if next_time is None:  # never for a declared spec (expired ones are not declared)
-        store.unregister(pipe, keys, spec.name)
-        return
-    template_id = keys.template_id(spec.name)
-    # Replaced, not merged: no field of an older template (a pickled one) may survive.
-    pipe.delete(keys.template_key(spec.name))
-    # The template is never enqueued itself (see scheduler.py): it only carries the function
-    # for rq-scheduler's tools and dashboards. result_ttl=-1 and no ttl: it never expires.
-    job = scheduler._create_job(
-        spec.func,
-        args=list(spec.args),
-        kwargs=dict(spec.kwargs),
-        commit=False,
-        result_ttl=-1,
-        id=template_id,
-        description=spec.description or spec.name,
-        queue_name=spec.queue,
-        timeout=spec.timeout,
-        meta={"cronwork_schedule": spec.name, "definition_hash": spec.definition_hash()},
-    )
-    job.save(pipeline=pipe)
-    if not keep_place:
-        pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.astimezone(UTC).timestamp()})
-    store.write_definition(pipe, keys, spec)
