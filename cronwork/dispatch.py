@@ -6,10 +6,11 @@ whoever handles a template moves its score forward, so a second replica, a stale
 replay finds it moved and does nothing), then in the same atomic step:
 
 - moves the template to its next tick (ZADD XX GT, never backwards) or removes a one-off;
-- for every planned tick newer than the schedule's `last_tick` and not taken by a manual run:
-  pushes the run job exactly as rq's own atomic enqueue does (HSET of `Job.to_dict()`, RPUSH;
-  rq.scripts.UNIQUE_ENQUEUE_SCRIPT) and writes the run's `enqueued` record, or writes its
-  `missed` / `paused` record;
+- for every planned tick newer than the schedule's `last_tick` and not taken by a manual run
+  or a backfill: pushes the run job exactly as rq's own atomic enqueue does (HSET of
+  `Job.to_dict()`, RPUSH; rq.scripts.UNIQUE_ENQUEUE_SCRIPT) and writes the run's `enqueued`
+  record, or writes its `missed` / `paused` record, or, when the schedule's `rate_limit` has
+  no room left in its window (cronwork.ratelimit), its `rate_limited` record;
 - raises `last_tick`, so a tick is never handled twice whatever a re-sync does to the score;
 - trims the schedule's history to its `keep_runs` newest runs: the records, attempts, RQ job
   hashes, results and finished-registry entries of older runs that ended well (or were missed
@@ -17,9 +18,10 @@ replay finds it moved and does nothing), then in the same atomic step:
   (a failed run stays requeueable in RQ's failed registry until its failure TTL).
 
 The push time, and so the run's `enqueued_at` and `lag`, is Redis's clock (`TIME`) at the
-push, the same instant a MONITOR of the queue sees; never the start of the Python pass. A
-template whose planned ticks are still ahead of that clock is left for a later pass (a
-replica whose host clock runs fast), so `lag` is never negative: no tick is pushed early.
+push, the same instant a MONITOR of the queue sees; never the start of the Python pass. `lag`
+is measured from the run's due instant: its tick plus its `jitter` (both in the record). A
+template whose planned runs are still ahead of that clock is left for a later pass (a
+replica whose host clock runs fast), so `lag` is never negative: no run is pushed early.
 
 This is the `enqueued` transition of a scheduled run (cronwork.runs documents the others);
 its fields are the ones `RunWriter.enqueued` writes.
@@ -39,11 +41,19 @@ from rq.results import Result
 
 from cronwork.keys import RQ_JOB_PREFIX, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import LEDGER_TTL
+from cronwork.ratelimit import ADMIT_LUA, RateLimit
 from cronwork.runs import RunState
 
 BATCH = 200  # templates per script call: each call holds Redis for ~1-2 ms at most
 
-_PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunState.PAUSED)
+_PRUNABLE = (
+    RunState.SUCCEEDED,
+    RunState.SKIPPED_OVERLAP,
+    RunState.MISSED,
+    RunState.PAUSED,
+    RunState.RATE_LIMITED,
+    RunState.CANCELLED,
+)
 
 # KEYS: rq-scheduler's set, last_tick hash, rq's set of queues, fired one-offs hash, run stats
 # ARGV: job key prefix, result key prefix, ledger ttl, prunable states (comma separated), the
@@ -51,10 +61,13 @@ _PRUNABLE = (RunState.SUCCEEDED, RunState.SKIPPED_OVERLAP, RunState.MISSED, RunS
 #   occurrence, which redis-py would encode one by one): a list of templates, each
 #   {member, planned score, name, next score ('' = one-off: remove), keep_runs, paused,
 #    ledger index, record prefix, attempts prefix, manual-claim prefix, queue key, finished
-#    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}}, ...}}
+#    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}, due}, ...},
+#    rate limit (0: none), rate window (s), rate key}
 # Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned,
-#          paused: {name, tick, ...}, early}
-DISPATCH = """
+#          paused: {name, tick, ...}, early, limited: {name, tick, ...}}
+DISPATCH = (
+    ADMIT_LUA
+    + """
 local t = redis.call('TIME')
 local sec, usec = tonumber(t[1]), tonumber(t[2])
 local at = sec + usec / 1000000
@@ -83,7 +96,7 @@ local iso, rqiso = clock .. '+00:00', clock .. 'Z'
 local jobp, resultp, ttl, replica = ARGV[1], ARGV[2], ARGV[3], ARGV[5]
 local prunable = {}
 for state in string.gmatch(ARGV[4], '[^,]+') do prunable[state] = true end
-local enqueued, missed, paused_ticks = {}, {}, {}
+local enqueued, missed, paused_ticks, limited = {}, {}, {}, {}
 local moved, pruned, early = 0, 0, 0
 local queues = {}
 
@@ -91,12 +104,13 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   local member, planned, name, nxt, keep, paused = tpl[1], tpl[2], tpl[3], tpl[4], tpl[5], tpl[6]
   local index, recp, attp, claimp, queue, finished = tpl[7], tpl[8], tpl[9], tpl[10], tpl[11], tpl[12]
   local newest = -1
-  for _, run in ipairs(tpl[14]) do newest = math.max(newest, tonumber(run[1])) end
+  local rate, window, ratekey = tonumber(tpl[15]), tonumber(tpl[16]), tpl[17]
+  for _, run in ipairs(tpl[14]) do newest = math.max(newest, tonumber(run[4])) end
   local score = redis.call('ZSCORE', KEYS[1], member)
   if not score or tonumber(score) ~= planned then
     moved = moved + 1
   elseif newest > at then
-    -- Planned by a replica whose clock runs ahead of Redis's: never push before the tick.
+    -- Planned by a replica whose clock runs ahead of Redis's: never push before it is due.
     early = early + 1
   else
     local last = tonumber(redis.call('HGET', KEYS[2], name) or '-1')
@@ -133,15 +147,26 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
           paused_ticks[#paused_ticks + 1] = name
           paused_ticks[#paused_ticks + 1] = tick
         else
-          redis.call('HSET', jobp .. id, 'enqueued_at', rqiso, unpack(run[3]))
-          redis.call('RPUSH', queue, id)
-          queues[queue] = true
-          local lag = string.format('%.6f', at - tonumber(tick))
-          put(tick, 'state', 'enqueued', 'job_id', id, 'trigger', 'schedule', 'enqueued_at', iso,
-            'lag', lag, 'scheduler', replica)
-          redis.call('HSET', KEYS[5], stat .. 'lag', lag)
-          enqueued[#enqueued + 1] = id
-          enqueued[#enqueued + 1] = lag
+          local admitted, retry = true, 0
+          if rate > 0 then admitted, retry = admit(ratekey, rate, window, at, id) end
+          local jitter = string.format('%.3f', tonumber(run[4]) - tonumber(tick))
+          if not admitted then
+            put(tick, 'state', 'rate_limited', 'job_id', id, 'trigger', 'schedule',
+              'rate_limited_at', iso, 'retry_at', string.format('%.6f', retry), 'jitter', jitter)
+            redis.call('HINCRBY', KEYS[5], stat .. 'runs:rate_limited', 1)
+            limited[#limited + 1] = name
+            limited[#limited + 1] = tick
+          else
+            redis.call('HSET', jobp .. id, 'enqueued_at', rqiso, unpack(run[3]))
+            redis.call('RPUSH', queue, id)
+            queues[queue] = true
+            local lag = string.format('%.6f', at - tonumber(run[4]))
+            put(tick, 'state', 'enqueued', 'job_id', id, 'trigger', 'schedule', 'enqueued_at', iso,
+              'lag', lag, 'jitter', jitter, 'scheduler', replica)
+            redis.call('HSET', KEYS[5], stat .. 'lag', lag)
+            enqueued[#enqueued + 1] = id
+            enqueued[#enqueued + 1] = lag
+          end
         end
       end
     end
@@ -178,8 +203,9 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   end
 end
 for queue in pairs(queues) do redis.call('SADD', KEYS[3], queue) end
-return {enqueued, missed, moved, pruned, paused_ticks, early}
+return {enqueued, missed, moved, pruned, paused_ticks, early, limited}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -189,6 +215,7 @@ class PlannedRun:
     tick: int
     job_id: str
     hash_args: Sequence[Any]
+    due: float | None = None  # epoch it is due: the tick plus its jitter (None: the tick)
 
 
 @dataclass(frozen=True)
@@ -205,6 +232,7 @@ class PlannedTemplate:
     finished_key: str
     missed: Sequence[int] = ()
     runs: Sequence[PlannedRun] = ()
+    rate_limit: RateLimit | None = None
 
 
 @dataclass
@@ -216,7 +244,8 @@ class Dispatched:
     moved: int = 0  # templates another replica (or an earlier pass) had handled already
     pruned: int = 0  # old runs deleted to keep each schedule's history at keep_runs
     paused: list[tuple[str, int]] = field(default_factory=list)  # ticks recorded paused
-    early: int = 0  # templates left alone: a planned tick is still ahead of Redis's clock
+    early: int = 0  # templates left alone: a planned run is still ahead of Redis's clock
+    rate_limited: list[tuple[str, int]] = field(default_factory=list)  # ticks refused by rate_limit
 
 
 class Dispatcher:
@@ -253,13 +282,14 @@ class Dispatcher:
         """Run the script over prepared batches: one round trip for all of them."""
         out = Dispatched()
         for reply in self._evalsha(batches):
-            enqueued, missed, moved, pruned, paused, early = cast(list[Any], reply)
+            enqueued, missed, moved, pruned, paused, early, limited = cast(list[Any], reply)
             out.enqueued += [(id_.decode(), float(lag)) for id_, lag in _pairs(enqueued)]
             out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
             out.moved += int(moved)
             out.pruned += int(pruned)
             out.paused += [(name.decode(), int(tick)) for name, tick in _pairs(paused)]
             out.early += int(early)
+            out.rate_limited += [(name.decode(), int(tick)) for name, tick in _pairs(limited)]
         return out
 
     def _evalsha(self, batches: Sequence[Sequence[Any]]) -> list[Any]:
@@ -297,7 +327,13 @@ class Dispatcher:
                 t.queue_key,
                 t.finished_key,
                 [str(tick) for tick in t.missed],
-                [[str(run.tick), run.job_id, run.hash_args] for run in t.runs],
+                [
+                    [str(run.tick), run.job_id, run.hash_args, run.tick if run.due is None else run.due]
+                    for run in t.runs
+                ],
+                t.rate_limit.limit if t.rate_limit else 0,
+                t.rate_limit.window if t.rate_limit else 0,
+                keys.schedule_rate(t.name),
             ]
             for t in templates
         ]

@@ -170,3 +170,8 @@ class Keys:
     def rate_limits(self) -> str:
         """Prefix of Flask-Limiter's moving windows of failed logins (app.ops.limits)."""
         return f"{self.prefix}:ratelimit"
+
+    def schedule_rate(self, name: str) -> str:
+        """The runs of a schedule with a `rate_limit` admitted in its window: a sorted set of run
+        job ids scored by admission time (cronwork.ratelimit)."""
+        return f"{self.prefix}:schedule_rate:{name}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from cronwork.ratelimit import RateLimit
 from cronwork.spec import DEFAULT_KEEP_RUNS, OverlapPolicy, Schedule, ScheduleError, ScheduleSpec
 from cronwork.timing import (
     CronTrigger,
@@ -61,7 +62,16 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "keep_runs": DEFAULT_KEEP_RUNS,
 }
 DEFAULT_KEYS = frozenset(BUILTIN_DEFAULTS)
-SCHEDULE_KEYS = DEFAULT_KEYS | {"func", "description", "args", "kwargs", *TRIGGER_KEYS}
+# Per schedule only (not in [defaults]): a limit and a jitter are decisions about one job.
+SCHEDULE_KEYS = DEFAULT_KEYS | {
+    "func",
+    "description",
+    "args",
+    "kwargs",
+    *TRIGGER_KEYS,
+    "rate_limit",
+    "jitter",
+}
 
 
 def load_schedule(path: Path | str) -> Schedule:
@@ -173,6 +183,10 @@ def _parse_one(
     description = fe.check("description", table.get("description", ""), _string)
     args = fe.check("args", table.get("args", []), _json_list)
     kwargs = fe.check("kwargs", table.get("kwargs", {}), _json_table)
+    rate_limit = None
+    if "rate_limit" in table:
+        rate_limit = fe.check("rate_limit", table["rate_limit"], RateLimit.parse)
+    jitter = fe.check("jitter", table["jitter"], _seconds) if "jitter" in table else 0
 
     declared = [key for key in TRIGGER_KEYS if key in table]
     trigger: Trigger | None = None
@@ -191,6 +205,11 @@ def _parse_one(
                 f'{timeout}s is longer than the {gap}s between runs while overlap = "skip"; '
                 'shorten it or set overlap = "allow"',
             )
+    if trigger is not None and timezone is not None and jitter:
+        gap = _shortest_gap(trigger, timezone)
+        if gap is not None and jitter >= gap:
+            # tick_of() finds a run's tick from its due instant only while they cannot interleave.
+            fe.add("jitter", f"{jitter}s must be shorter than the {gap}s between runs")
     if fe.count or trigger is None:  # no trigger means an error was recorded above
         return None
     return ScheduleSpec(
@@ -211,6 +230,8 @@ def _parse_one(
         args=tuple(args),
         kwargs=kwargs,
         keep_runs=keep_runs,
+        rate_limit=rate_limit,
+        jitter=jitter,
     )
 
 

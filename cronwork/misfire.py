@@ -32,12 +32,13 @@ def decide(spec: ScheduleSpec, due: datetime, now: datetime) -> Decision:
 
     Ticks within ON_TIME_TOLERANCE all run. Older ones are misfires: with `run_latest` the
     latest of them runs if it is within `misfire_grace` and no on-time tick supersedes it;
-    every other one is recorded as missed. Never a burst.
+    every other one is recorded as missed. Never a burst. Lateness is measured from each
+    tick's due instant (the tick plus its jitter, `spec.due_at`).
     """
     ticks: list[datetime] = [due]
     unlisted = 0
     upcoming = spec.next_fire(due)
-    while upcoming is not None and upcoming <= now:
+    while upcoming is not None and spec.due_at(upcoming) <= now:
         ticks.append(upcoming)
         if len(ticks) > MAX_LISTED_MISSES + 1:
             # A long outage: keep the most recent ticks, count the older ones.
@@ -45,10 +46,10 @@ def decide(spec: ScheduleSpec, due: datetime, now: datetime) -> Decision:
             unlisted += 1
         upcoming = spec.next_fire(upcoming)
     decision = Decision(next_tick=upcoming, unlisted_misses=unlisted)
-    decision.runs = [t for t in ticks if (now - t).total_seconds() <= ON_TIME_TOLERANCE]
+    decision.runs = [t for t in ticks if (now - spec.due_at(t)).total_seconds() <= ON_TIME_TOLERANCE]
     late = [t for t in ticks if t not in decision.runs]
     if late and not decision.runs and spec.misfire == "run_latest":
-        if (now - late[-1]).total_seconds() <= spec.misfire_grace:
+        if (now - spec.due_at(late[-1])).total_seconds() <= spec.misfire_grace:
             decision.runs = [late.pop()]
     decision.missed = late
     return decision

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cronwork.ratelimit import RateLimit
 from cronwork.timing import CronTrigger, IntervalTrigger, OneOffTrigger, Trigger, next_fire
 
 # Runs of one schedule kept in Redis (jobs, results, records, attempts) unless it says otherwise.
@@ -61,6 +63,8 @@ class ScheduleSpec:
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
     keep_runs: int = DEFAULT_KEEP_RUNS
+    rate_limit: RateLimit | None = None
+    jitter: int = 0  # seconds: each run is delayed by a deterministic amount in [0, jitter)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -69,6 +73,35 @@ class ScheduleSpec:
     def next_fire(self, after: datetime) -> datetime | None:
         """The first fire instant strictly after `after`, in UTC."""
         return next_fire(self.trigger, self.zone, after)
+
+    def jitter_of(self, tick_epoch: int) -> float:
+        """The delay of the run of `tick_epoch`, in [0, jitter) to the millisecond: derived from
+        (name, tick) alone, so every replica, every restart and every reader agrees on it."""
+        if not self.jitter:
+            return 0.0
+        digest = hashlib.sha256(f"{self.name}\0{tick_epoch}".encode()).digest()
+        fraction = int.from_bytes(digest[:8], "big") / 2**64
+        return math.floor(fraction * self.jitter * 1000) / 1000
+
+    def due_at(self, tick: datetime) -> datetime:
+        """When the run of `tick` is due: the tick plus its jitter."""
+        if not self.jitter:
+            return tick
+        return tick + timedelta(seconds=self.jitter_of(int(tick.timestamp())))
+
+    def score_of(self, tick: datetime) -> float:
+        """The template's score in rq-scheduler's set while `tick` is next: its due instant."""
+        return self.due_at(tick).timestamp()
+
+    def tick_of(self, score: float) -> datetime:
+        """Inverse of `score_of`: the tick whose due instant is `score`. The loader keeps the
+        jitter under the shortest gap between ticks, so exactly one tick lies in
+        (score - jitter, score]."""
+        at = datetime.fromtimestamp(score, UTC)
+        if not self.jitter:
+            return at
+        tick = self.next_fire(at - timedelta(seconds=self.jitter))
+        return at if tick is None else tick
 
     def is_expired(self, now: datetime) -> bool:
         """A one-off whose instant is not after `now`: it can never fire again."""
@@ -104,6 +137,10 @@ class ScheduleSpec:
             "args": list(self.args),
             "kwargs": dict(self.kwargs),
             "keep_runs": self.keep_runs,
+            # Written only when set, so the definitions (and hashes) of schedules without
+            # them stay what older syncs wrote.
+            **({"rate_limit": self.rate_limit.text} if self.rate_limit else {}),
+            **({"jitter": self.jitter} if self.jitter else {}),
         }
 
     @classmethod
@@ -125,6 +162,8 @@ class ScheduleSpec:
         fields["retry_backoff"] = tuple(fields["retry_backoff"])
         fields["args"] = tuple(fields["args"])
         fields["overlap"] = OverlapPolicy(fields["overlap"])
+        if "rate_limit" in fields:
+            fields["rate_limit"] = RateLimit.parse(fields["rate_limit"])
         return cls(trigger=trigger, **fields)
 
     def definition_hash(self) -> str:

@@ -174,7 +174,8 @@ class CronworkScheduler(Scheduler):
         store.beat_scheduler(self.connection, self.keys, self.name, self.clock(), offset)
 
     def _plan_template(self, spec: ScheduleSpec, score: float, paused: bool, at: datetime) -> PlannedTemplate:
-        decision = decide(spec, datetime.fromtimestamp(score, UTC), at)
+        # The score is the next tick's due instant (its tick plus its jitter, spec.score_of).
+        decision = decide(spec, spec.tick_of(score), at)
         if decision.unlisted_misses:
             log.warning("schedule=%s missed %d more ticks (not listed)", spec.name, decision.unlisted_misses)
         queue = self._run_queue(spec.queue)
@@ -186,6 +187,7 @@ class CronworkScheduler(Scheduler):
                 tick=int(tick.timestamp()),
                 job_id=self.keys.run_id(spec.name, int(tick.timestamp())),
                 hash_args=() if paused else hashes.fields(spec, tick, Trigger.SCHEDULE),
+                due=spec.score_of(tick),
             )
             for tick in decision.runs
         ]
@@ -193,13 +195,14 @@ class CronworkScheduler(Scheduler):
             name=spec.name,
             member=self.keys.template_id(spec.name),
             planned_score=score,
-            next_score=None if decision.next_tick is None else decision.next_tick.timestamp(),
+            next_score=None if decision.next_tick is None else spec.score_of(decision.next_tick),
             keep_runs=spec.keep_runs,
             paused=paused,
             queue_key=queue.key,
             finished_key=queue.finished_job_registry.key,
             missed=[int(t.timestamp()) for t in decision.missed],
             runs=runs,
+            rate_limit=spec.rate_limit,
         )
 
     def _log(self, plan: Plan, done: Dispatched) -> None:
@@ -212,6 +215,10 @@ class CronworkScheduler(Scheduler):
         else:
             lags = sorted(lag for _, lag in done.enqueued)
             log.info("enqueued %d runs lag min=%.4fs max=%.4fs", len(lags), lags[0], lags[-1])
+        for name, tick in done.rate_limited[:LOGGED_RUNS]:
+            log.warning("rate_limited schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat())
+        if len(done.rate_limited) > LOGGED_RUNS:
+            log.warning("rate-limited ticks recorded: %d", len(done.rate_limited))
         for name, tick in done.paused[:LOGGED_RUNS]:
             log.info("paused schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat())
         if len(done.paused) > LOGGED_RUNS:
