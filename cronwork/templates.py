@@ -41,9 +41,10 @@ def sync_lock(connection: Redis, keys: Keys) -> Iterator[None]:
         lock.release()
 
 
-def timing(spec_dict: dict[str, Any]) -> tuple[Any, Any]:
-    """What decides a schedule's ticks, in its registered (JSON) form: trigger and zone."""
-    return spec_dict.get("trigger"), spec_dict.get("timezone")
+def timing(spec_dict: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """What decides a schedule's ticks and their due instants, in its registered (JSON) form:
+    trigger, zone and jitter (the score is the next tick plus its jitter, ScheduleSpec.score_of)."""
+    return spec_dict.get("trigger"), spec_dict.get("timezone"), spec_dict.get("jitter", 0)
 
 
 def keeps_place(registered: store.Definition | None, spec: ScheduleSpec) -> bool:
@@ -95,7 +96,7 @@ class TemplateWriter:
         )
         job.save(pipeline=pipe)
         if not keep_place:
-            pipe.zadd(RQ_SCHEDULER_SET, {template_id: next_time.astimezone(UTC).timestamp()})
+            pipe.zadd(RQ_SCHEDULER_SET, {template_id: spec.score_of(next_time.astimezone(UTC))})
         store.write_definition(pipe, self.keys, spec, source, submitted)
 
     def remove(self, pipe: Pipeline, name: str) -> None:

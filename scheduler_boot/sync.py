@@ -87,7 +87,7 @@ class _Registered:
     """What Redis holds for Cronwork's templates."""
 
     hashes: dict[str, str]  # name → definition hash
-    timings: dict[str, tuple[Any, Any]]  # name → (trigger, timezone) as registered
+    timings: dict[str, tuple[Any, Any, Any]]  # name → (trigger, timezone, jitter) as registered
     in_set: set[str]  # names in rq-scheduler's set with their job hash present
     not_json: set[str]  # names whose job hash is not Cronwork's JSON format (an older pickle)
     fired: dict[str, int]  # one-offs the scheduler handled: name → tick epoch
