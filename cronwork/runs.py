@@ -320,6 +320,28 @@ class RunWriter:
         """The tick came while the schedule was paused: nothing was enqueued."""
         self._replace(pipe, name, tick, {"state": RunState.PAUSED, "paused_at": at.isoformat()})
 
+    def rate_limited(
+        self,
+        pipe: Pipeline,
+        name: str,
+        tick: int,
+        job_id: str,
+        trigger: Trigger,
+        at: datetime,
+        retry_at: datetime,
+    ) -> None:
+        """The run was not enqueued: the schedule's rate_limit had no room (the dispatch and
+        backfill scripts write the same fields for the runs they refuse)."""
+        fields = {
+            "state": RunState.RATE_LIMITED,
+            "job_id": job_id,
+            "trigger": trigger,
+            "rate_limited_at": at.isoformat(),
+            "retry_at": f"{retry_at.timestamp():.6f}",
+        }
+        self._replace(pipe, name, tick, fields)
+        pipe.hincrby(self.keys.run_stats, f"{name}:runs:{RunState.RATE_LIMITED}", 1)
+
     def _replace(self, pipe: Pipeline, name: str, tick: int, fields: Mapping[str, Any]) -> None:
         key = self.ledger.run_key(name, tick)
         pipe.delete(key, self.ledger.attempts_key(name, tick))
