@@ -59,6 +59,9 @@ class Action(StrEnum):
     LOGIN_FAILED = "login_failed"
     LOGOUT = "logout"
     SHIPMENT_RETRY = "shipment_retry"  # a failed rental put back to pending
+    SCHEDULE_ADD = "schedule_add"  # a runtime schedule added
+    SCHEDULE_UPDATE = "schedule_update"  # a runtime schedule replaced
+    SCHEDULE_DELETE = "schedule_delete"  # a runtime schedule deleted
     CREATE_ADMIN = "create_admin"
 
 

@@ -109,6 +109,12 @@ def definitions(connection: Redis, keys: Keys) -> dict[str, Definition]:
     return {name.decode(): Definition.decode(value) for name, value in raw.items()}
 
 
+def definition(connection: Redis, keys: Keys, name: str) -> Definition | None:
+    """The registered definition of one schedule, or None."""
+    raw = cast(bytes | None, connection.hget(keys.definitions, name))
+    return None if raw is None else Definition.decode(raw)
+
+
 def raw_definitions(connection: Redis, keys: Keys, names: list[str]) -> dict[str, bytes]:
     """The stored definitions of `names` (undecoded, for a reader that caches by value);
     names without one are left out."""
@@ -119,11 +125,6 @@ def raw_definitions(connection: Redis, keys: Keys, names: list[str]) -> dict[str
 def decode_definitions(raw: dict[bytes, bytes]) -> dict[str, Definition]:
     """Decode an HGETALL reply of Keys.definitions read in a caller's pipeline."""
     return {name.decode(): Definition.decode(value) for name, value in raw.items()}
-
-
-def runtime_names(connection: Redis, keys: Keys) -> set[str]:
-    """The registered schedules an operator added at run time."""
-    return {name for name, d in definitions(connection, keys).items() if d.source is ScheduleSource.RUNTIME}
 
 
 def registered_specs(connection: Redis, keys: Keys) -> dict[str, ScheduleSpec]:

@@ -1,4 +1,5 @@
-"""The ops JSON API under /api: schedules, their ledger, actions, and failed runs (Bearer token)."""
+"""The ops JSON API under /api: schedules, their ledger, actions, runtime schedules, and failed
+runs (Bearer token)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,28 @@ import json
 from dataclasses import asdict
 from typing import Any, NoReturn
 
-from flask import jsonify, request
+from flask import jsonify, request, url_for
 from flask.typing import ResponseReturnValue
 
 from app.extensions import cronwork
 from app.ops import api_blueprint
-from app.ops.audit_log import audited, schedule_of_job
+from app.ops.audit_log import audited, change_detail, schedule_of_job
 from app.ops.display import schedule_json
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
+from app.services.runtime_schedules import (
+    InvalidSchedule,
+    RuntimeChange,
+    RuntimeSchedules,
+    ScheduleConflict,
+    WritersBusy,
+    source_json,
+)
 from app.services.schedules import (
     MAX_HISTORY,
     InvalidReason,
     NotRunnable,
     ScheduleService,
+    ScheduleView,
     UnknownSchedule,
 )
 from app.services.shipments import RetryRefused, UnknownRental, retry_rental
@@ -58,12 +68,29 @@ def _bad_reason(exc: InvalidReason) -> ResponseReturnValue:
     return jsonify({"error": str(exc)}), 400
 
 
+@api_blueprint.errorhandler(InvalidSchedule)
+def _bad_schedule(exc: InvalidSchedule) -> ResponseReturnValue:
+    """The usual {"error"} (every problem on one line), and the problems one by one."""
+    return jsonify({"error": str(exc), "problems": exc.problems}), 400
+
+
+@api_blueprint.errorhandler(ScheduleConflict)
+def _conflict(exc: ScheduleConflict) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), 409
+
+
+@api_blueprint.errorhandler(WritersBusy)
+def _busy(exc: WritersBusy) -> ResponseReturnValue:
+    return jsonify({"error": str(exc)}), 503, {"Retry-After": "5"}
+
+
 def _fail(status: int, message: str) -> NoReturn:
     raise ApiError(status, message)
 
 
-def _body(allowed: frozenset[str]) -> dict[str, Any]:
-    """The JSON object of the request (empty body → {}); unknown fields are refused."""
+def _body(allowed: frozenset[str] | None) -> dict[str, Any]:
+    """The JSON object of the request (empty body → {}); fields not in `allowed` are refused
+    (None: the caller validates the fields itself)."""
     if request.content_length and request.content_length > MAX_BODY:
         _fail(413, f"request body over {MAX_BODY} bytes")
     raw = request.get_data(cache=True)
@@ -83,7 +110,7 @@ def _body(allowed: frozenset[str]) -> dict[str, Any]:
         _fail(400, "invalid JSON body: nested too deeply")
     if not isinstance(data, dict):
         _fail(400, "the JSON body must be an object")
-    unknown = sorted(set(data) - allowed)
+    unknown = sorted(set(data) - allowed) if allowed is not None else []
     if unknown:
         _fail(400, f"unknown field(s): {', '.join(unknown)}")
     return data
@@ -106,15 +133,58 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 def list_schedules() -> ResponseReturnValue:
     """Every schedule: trigger, zone, next fire times, enabled, paused, last run, failures."""
     views = ScheduleService.for_app().overview(recent=1)
-    return jsonify({"schedules": [schedule_json(view) for view in views]})
+    return jsonify({"schedules": [_schedule(view) for view in views]})
+
+
+def _schedule(view: ScheduleView) -> dict[str, Any]:
+    return {**schedule_json(view), **source_json(view)}
 
 
 @api_blueprint.get("/schedules/<name>")
 def get_schedule(name: str) -> ResponseReturnValue:
-    """One schedule, with its newest audit entries."""
-    view = schedule_json(ScheduleService.for_app().get(name, recent=1))
+    """One schedule, with its newest audit entries (and a runtime one's fields as submitted)."""
+    view = _schedule(ScheduleService.for_app().get(name, recent=1))
+    submitted = RuntimeSchedules.for_app().submitted(name)
+    if submitted is not None:
+        view["submitted"] = submitted
     entries = audit.recent(cronwork.redis(), cronwork.keys(), name, SCHEDULE_AUDIT)
     return jsonify({**view, "audit": [entry.to_dict() for entry in entries]})
+
+
+@api_blueprint.post("/schedules")
+def add_schedule() -> ResponseReturnValue:
+    """Add a runtime schedule: the JSON body is a schedule.toml table plus its `name` → 201."""
+    with audited(Source.API, Action.SCHEDULE_ADD) as note:
+        fields = _body(None)
+        name = fields.get("name")
+        note.schedule = name if isinstance(name, str) and name else None
+        change = RuntimeSchedules.for_app().add(fields)
+        note.detail = change_detail(change)
+    headers = {"Location": url_for(".get_schedule", name=change.spec.name)}
+    return jsonify(_written(change)), 201, headers
+
+
+@api_blueprint.put("/schedules/<name>")
+def update_schedule(name: str) -> ResponseReturnValue:
+    """Replace a runtime schedule with the JSON body (the whole table; `name` optional) → 200."""
+    with audited(Source.API, Action.SCHEDULE_UPDATE, schedule=name) as note:
+        change = RuntimeSchedules.for_app().update(name, _body(None))
+        note.detail = change_detail(change)
+    return jsonify(_written(change))
+
+
+@api_blueprint.delete("/schedules/<name>")
+def delete_schedule(name: str) -> ResponseReturnValue:
+    """Delete a runtime schedule → 204: it stops firing; its ledger stays."""
+    with audited(Source.API, Action.SCHEDULE_DELETE, schedule=name):
+        _body(frozenset())
+        RuntimeSchedules.for_app().delete(name)
+    return "", 204
+
+
+def _written(change: RuntimeChange) -> dict[str, Any]:
+    view = _schedule(ScheduleService.for_app().get(change.spec.name, recent=0))
+    return {**view, "submitted": change.submitted}
 
 
 @api_blueprint.get("/audit")

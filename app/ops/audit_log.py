@@ -22,6 +22,7 @@ from werkzeug.exceptions import HTTPException
 from app.extensions import cronwork
 from app.ops.auth import SESSION_USER
 from app.services.failed import RequeueError
+from app.services.runtime_schedules import RuntimeChange
 from app.services.schedules import ScheduleActionError
 from app.services.shipments import RetryRefused
 from cronwork import audit
@@ -118,6 +119,11 @@ def audited(
         )
         raise
     record(source, action, schedule=note.schedule, target=note.target, detail=note.detail)
+
+
+def change_detail(change: RuntimeChange) -> str:
+    """What a runtime schedule was written as, for its entry: function and trigger."""
+    return f"{change.spec.func} {change.spec.trigger.describe()}"
 
 
 def schedule_of_job(job_id: str) -> str | None:

@@ -1,8 +1,9 @@
 """Schedules as operators see them (next fires, pause, last runs, failure streak) and their actions.
 
-Shared by the ops API, the pages and the CLI. "Registered" means written to Redis by the last
-sync (what the scheduler runs); "declared" means present in the schedule file, which also
-lists the disabled schedules that a sync never registers.
+Shared by the ops API, the pages and the CLI. "Registered" means written to Redis (what the
+scheduler runs): by the last sync for the file's schedules, by an operator for runtime ones
+(app.services.runtime_schedules); "declared" means present in the schedule file, which also
+lists the disabled schedules that a sync never registers. Each view says its source.
 """
 
 from __future__ import annotations
@@ -24,10 +25,12 @@ from cronwork import store
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
+from cronwork.ratelimit import RateLimit, admit_one
 from cronwork.runjob import build_run_job
 from cronwork.runs import RunWriter, Trigger, decode_streak
 from cronwork.serializer import json_queue
 from cronwork.spec import ScheduleError, ScheduleSpec
+from cronwork.store import ScheduleSource
 from cronwork.summary import newest_runs
 from cronwork.timing import fire_times
 
@@ -56,9 +59,10 @@ LIST_FIELDS = (
 # Parsed specs per version of the file: safe to share because parsing is pure (the same file
 # gives the same specs whatever the clock or Redis), so every process shows the same list.
 _declared_cache: dict[tuple[str, int], dict[str, ScheduleSpec]] = {}
-# Registered specs by their stored definition (what a sync wrote), parsed once: parsing is
-# pure, and decoding and parsing 1,000 of them cost ~25 ms on every request.
-_registered_cache: dict[bytes, ScheduleSpec] = {}
+# Registered specs and their sources by their stored definition (what a sync or an operator
+# wrote), parsed once: parsing is pure, and decoding and parsing 1,000 of them cost ~25 ms on
+# every request.
+_registered_cache: dict[bytes, tuple[ScheduleSpec, ScheduleSource]] = {}
 
 
 class ScheduleActionError(Exception):
@@ -71,6 +75,17 @@ class UnknownSchedule(ScheduleActionError, LookupError):
 
 class NotRunnable(ScheduleActionError):
     """The schedule is declared but cannot run now (disabled, not synced, or already run this second)."""
+
+
+class RateLimited(ScheduleActionError):
+    """The schedule's rate_limit has no room for another run until `retry_at`."""
+
+    def __init__(self, name: str, rate: RateLimit, retry_at: datetime) -> None:
+        super().__init__(
+            f"schedule {name!r} is rate limited ({rate.text}): "
+            f"the next run is allowed at {retry_at.isoformat()}"
+        )
+        self.retry_at = retry_at
 
 
 class InvalidReason(ScheduleActionError, ValueError):
@@ -99,6 +114,8 @@ class ScheduleView:
     consecutive_failures: int
     recent: list[dict[str, Any]] = field(default_factory=list)
     next_tick: float | None = None  # the template's score: its real next tick (None: unregistered)
+    source: ScheduleSource = ScheduleSource.DECLARED  # the file's, or an operator's at run time
+    clash: bool = False  # a runtime schedule whose name the file declares too (the sync reports it)
 
     @property
     def name(self) -> str:
@@ -172,20 +189,25 @@ class ScheduleService:
     # -- reading ---------------------------------------------------------------------------
 
     def registered(self) -> dict[str, ScheduleSpec]:
-        """Specs written by the last sync."""
+        """Specs registered in Redis, by a sync or at run time."""
+        return {name: spec for name, (spec, _) in self.registered_sources().items()}
+
+    def registered_sources(self) -> dict[str, tuple[ScheduleSpec, ScheduleSource]]:
+        """Registered specs with their sources."""
         # Read raw; each stored value is decoded (by cronwork.store) and parsed once.
         raw = cast(dict[bytes, bytes], self.connection.hgetall(self.keys.definitions))
-        specs = {}
+        found = {}
         for name, value in raw.items():
-            spec = _registered_cache.get(value)
-            if spec is None:
-                spec = _registered_cache[value] = store.Definition.decode(value).to_spec()
-            specs[name.decode()] = spec
-        if len(_registered_cache) > 2 * len(specs) + 100:  # replaced definitions pile up: drop them
+            entry = _registered_cache.get(value)
+            if entry is None:
+                definition = store.Definition.decode(value)
+                entry = _registered_cache[value] = (definition.to_spec(), definition.source)
+            found[name.decode()] = entry
+        if len(_registered_cache) > 2 * len(found) + 100:  # replaced definitions pile up: drop them
             current = {value: _registered_cache[value] for value in raw.values()}
             _registered_cache.clear()
             _registered_cache.update(current)
-        return specs
+        return found
 
     def declared(self) -> dict[str, ScheduleSpec]:
         """Specs of the schedule file (empty when it is missing or invalid: logged)."""
@@ -246,20 +268,25 @@ class ScheduleService:
     def _views(self) -> list[ScheduleView]:
         """Every declared or registered schedule, by name, without next fires or runs (one round
         trip for all of them besides the definitions and pauses)."""
-        registered, declared, paused = self.registered(), self.declared(), self.paused()
+        registered, declared, paused = self.registered_sources(), self.declared(), self.paused()
         names = sorted(set(registered) | set(declared))
         scores, streaks = self._scores_and_streaks(names)
         views = []
         for name, score, streak in zip(names, scores, streaks, strict=True):
+            spec, source = registered.get(name) or (declared[name], ScheduleSource.DECLARED)
+            runtime = source is ScheduleSource.RUNTIME
             views.append(
                 ScheduleView(
-                    spec=registered.get(name) or declared[name],
-                    enabled=declared[name].enabled if name in declared else True,
+                    spec=spec,
+                    # A runtime schedule is enabled while it exists, whatever the file says of its name.
+                    enabled=True if runtime or name not in declared else declared[name].enabled,
                     registered=name in registered,
                     next_fire_times=[],
                     paused=paused.get(name),
                     consecutive_failures=decode_streak(streak),
                     next_tick=score,
+                    source=source,
+                    clash=runtime and name in declared,
                 )
             )
         return views
@@ -364,6 +391,16 @@ class ScheduleService:
         if not claimed or self.connection.exists(self.keys.run_record(name, epoch)):
             raise NotRunnable(f"a run of {name!r} for {tick.isoformat()} exists already; retry in a second")
         job_id = self.keys.run_id(name, epoch)
+        if spec.rate_limit is not None:
+            admission = admit_one(self.connection, self.keys.schedule_rate(name), spec.rate_limit, job_id)
+            if admission.retry_at is not None:
+                with self.connection.pipeline(transaction=True) as pipe:
+                    RunWriter(self.connection, self.keys).rate_limited(
+                        pipe, name, epoch, job_id, Trigger.MANUAL, admission.at, admission.retry_at
+                    )
+                    pipe.execute()
+                log.warning("rate_limited manual run schedule=%s retry_at=%s", name, admission.retry_at)
+                raise RateLimited(name, spec.rate_limit, admission.retry_at)
         job = build_run_job(self.connection, spec, tick, job_id, Trigger.MANUAL)
         with self.connection.pipeline(transaction=True) as pipe:
             json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
@@ -392,9 +429,7 @@ def check_reason(reason: Any) -> str:
 # Characters a reason shown on one line (page, API, CLI, log, audit) must not hold: line and
 # paragraph separators split it, bidi controls reorder what follows them so a reason can
 # display as something else (issue 13; "Trojan Source", CVE-2021-42574).
-_BIDI_CONTROLS = frozenset(
-    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
-)
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # unicodedata has no names for controls: the ones people paste, by their Unicode alias.
 _CONTROL_NAMES = {"\t": "TAB", "\n": "LINE FEED", "\r": "CARRIAGE RETURN", "\x85": "NEXT LINE"}
 # Cc: C0 and C1 controls (\r, \n, NEL U+0085 …); Zl/Zp: U+2028 and U+2029.
