@@ -92,7 +92,7 @@ class Ledger:
 
 # Typed fields of a record; every other field is text, except `result` (JSON when it parses).
 _INT_FIELDS = frozenset({"tick", "attempt"})
-_FLOAT_FIELDS = frozenset({"lag", "duration"})
+_FLOAT_FIELDS = frozenset({"lag", "duration", "jitter", "retry_at"})  # retry_at: epoch seconds
 _INTERNAL_FIELDS = frozenset({"streak_counted"})
 
 
