@@ -17,8 +17,8 @@ from cronwork.serializer import json_queue
 from cronwork.spec import ScheduleError
 from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan
-from tests.scheduler_boot.helpers import schedule_from
 from tests.conftest import wait_until
+from tests.scheduler_boot.helpers import schedule_from
 from tests.scheduler_boot.test_scheduler import Clock
 
 KEYS = Keys()
