@@ -9,6 +9,7 @@ COPY jobs jobs
 COPY scheduler_boot scheduler_boot
 COPY migrations migrations
 COPY gunicorn.conf.py Procfile ./
-RUN pip install --no-cache-dir '.[postgres]' && useradd --system cronwork
+# The vision extra for the heavy worker (jobs.clip_worker): one image for every service.
+RUN pip install --no-cache-dir '.[postgres,vision]' && useradd --system cronwork
 USER cronwork
 CMD ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]

@@ -1,4 +1,5 @@
 # Two commands: `make run` (the whole system on embedded defaults) and `make test`.
+# Both install the `vision` extra: the heavy worker of `make run` runs the CLIP job with it.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,vision]'
 	touch $(STAMP)
 
 install: $(STAMP)

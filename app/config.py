@@ -105,6 +105,16 @@ def settings_from_env(env: dict[str, str] | None = None) -> dict[str, Any]:
         "MARKETPLACE_TIMEOUT": seconds("MARKETPLACE_TIMEOUT", env.get("MARKETPLACE_TIMEOUT", "10")),
         # Tries of one rental before a transient carrier/marketplace failure fails it for good.
         "SHIPMENT_MAX_ATTEMPTS": count("SHIPMENT_MAX_ATTEMPTS", env.get("SHIPMENT_MAX_ATTEMPTS", "5")),
+        # Ticks one backfill may enqueue (flask schedules backfill, POST .../backfill).
+        "BACKFILL_MAX_TICKS": count("BACKFILL_MAX_TICKS", env.get("BACKFILL_MAX_TICKS", "1000")),
+        # The nightly CLIP inference (docs/vision.md): the exported model's directory, the
+        # room photographs (rows hold paths relative to it), the zero-shot prompts, and how
+        # many images go through the model at once.
+        "CLIP_MODEL_DIR": env.get("CLIP_MODEL_DIR") or str(instance_dir(env) / "clip-model"),
+        "ROOM_IMAGE_DIR": env.get("ROOM_IMAGE_DIR") or str(instance_dir(env) / "room-images"),
+        "CLIP_PROMPTS_FILE": env.get("CLIP_PROMPTS_FILE")
+        or str(PROJECT_ROOT / "app" / "services" / "clip_prompts.toml"),
+        "CLIP_BATCH_SIZE": count("CLIP_BATCH_SIZE", env.get("CLIP_BATCH_SIZE", "16")),
         # Seconds a process keeps retrying Redis/DB at start before it exits non-zero.
         "STARTUP_TIMEOUT": core.startup_timeout,
         # A health_check job beat older than this makes /healthz unhealthy (the job runs every

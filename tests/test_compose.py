@@ -13,7 +13,7 @@ from app.config import PROJECT_ROOT, settings_from_env
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]
-APP_SERVICES = ("web", "scheduler", "worker")
+APP_SERVICES = ("web", "scheduler", "worker", "worker-heavy")
 LONG_RUNNING = ("redis", "postgres", *APP_SERVICES)
 
 
@@ -33,7 +33,7 @@ def test_long_running_services_have_healthcheck_and_restart(name: str) -> None:
     assert service["restart"] == "unless-stopped"
 
 
-@pytest.mark.parametrize("name", ("web", "worker"))
+@pytest.mark.parametrize("name", ("web", "worker", "worker-heavy"))
 def test_app_services_wait_for_healthy_backends_and_migrations(name: str) -> None:
     depends = SERVICES[name]["depends_on"]
     assert depends["redis"]["condition"] == "service_healthy"
@@ -57,6 +57,21 @@ def test_replicas_and_migrations() -> None:
     assert SERVICES["worker"]["deploy"]["replicas"] >= 2
     assert SERVICES["migrate"]["command"] == ["flask", "--app", "app", "db", "upgrade"]
     assert SERVICES["migrate"]["restart"] == "no"
+
+
+def test_the_clip_job_has_its_own_worker_with_the_model_and_the_images() -> None:
+    """Issue 15: the heavy queue's worker loads the model before forking; the web reads the same
+    model directory for /healthz (files only); the image builds with the vision extra."""
+    heavy = SERVICES["worker-heavy"]
+    assert heavy["command"] == ["python", "-m", "jobs.clip_worker", "heavy"]
+    assert heavy["stop_grace_period"] == SERVICES["worker"]["stop_grace_period"]
+    model_dir = heavy["environment"]["CLIP_MODEL_DIR"]
+    assert f"./models/clip:{model_dir}:ro" in heavy["volumes"]
+    assert f"room-images:{heavy['environment']['ROOM_IMAGE_DIR']}:ro" in heavy["volumes"]
+    assert SERVICES["web"]["environment"]["CLIP_MODEL_DIR"] == model_dir
+    assert f"./models/clip:{model_dir}:ro" in SERVICES["web"]["volumes"]
+    assert "room-images" in COMPOSE["volumes"]
+    assert "vision" in (PROJECT_ROOT / "Dockerfile").read_text().split("pip install", 1)[1].splitlines()[0]
 
 
 def test_redis_is_configured_for_production() -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import random
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select, text
 
 from app.demo.environment import reading_rows, room_rows, setpoint_rows
+from app.demo.images import image_rows
 from app.demo.rentals import RENTAL_SCENARIOS, rental_row
 from app.demo.rows import ids, insert_rows, scenarios
 from app.demo.stages import STAGE_SCENARIOS, stage_row
@@ -24,6 +27,7 @@ from app.models import (
     Notification,
     Rental,
     Room,
+    RoomImage,
     SensorReading,
     Setpoint,
     Stage,
@@ -34,7 +38,7 @@ from app.models import (
 DEFAULT_SEED = 42
 # fmt: off
 SEEDED_MODELS: tuple[type[Any], ...] = (
-    User, Task, Notification, Stage, Rental, Room, Setpoint, SensorReading,
+    User, Task, Notification, Stage, Rental, Room, Setpoint, SensorReading, RoomImage,
 )
 # fmt: on
 
@@ -102,6 +106,8 @@ def seed_demo(
     created["sensor_readings"] = insert_rows(
         SensorReading, reading_rows(rng, now, room_ids, readings_per_hour)
     )
+    image_root = Path(current_app.config["ROOM_IMAGE_DIR"])
+    created["room_images"] = insert_rows(RoomImage, image_rows(rng, now, room_ids, image_root))
     db.session.commit()
     return created
 

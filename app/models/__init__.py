@@ -9,6 +9,7 @@ from app.models.stages import Stage, StageStatus
 from app.models.system import HEALTH_CHECK_HEARTBEAT, Heartbeat
 from app.models.tasks import DEFAULT_PERIOD_DAYS, Task, TaskStatus
 from app.models.users import User
+from app.models.vision import ImageInference, RoomImage
 
 __all__ = [
     "DEFAULT_PERIOD_DAYS",
@@ -16,12 +17,14 @@ __all__ = [
     "Base",
     "DailyEnvStat",
     "Heartbeat",
+    "ImageInference",
     "Metric",
     "Notification",
     "NotificationKind",
     "Rental",
     "RentalStatus",
     "Room",
+    "RoomImage",
     "SensorReading",
     "Setpoint",
     "ShipmentEvent",

@@ -15,6 +15,12 @@ Workers count only with a fresh heartbeat: rq's `Worker.all()` lists a worker wh
 died without deregistering until its key expires (rq: worker_ttl + 60 s); one whose
 `last_heartbeat` is older than its `worker_ttl` is left out (Cronwork's own workers also
 let their key expire 45 s after the last beat, jobs/worker/defaults.py).
+
+The CLIP model (issue 15) is checked when a registered schedule runs the CLIP job: its files
+are there and its model.json and prompts read (app.services.clip_files; nothing is loaded,
+the web never imports the vision libraries). A missing model is shown, and the JSON says
+`"ok": false, "required": false`, but it does not make the system unhealthy: every other
+job runs without it, and the CLIP job says the same thing in its failure.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import current_app, jsonify, render_template
@@ -36,6 +43,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import cronwork, db
 from app.ops import ops_blueprint, pages_blueprint
+from app.services.clip_files import ClipModelError, check_model_dir, read_prompts
 from app.services.heartbeat import heartbeat_age
 from cronwork import store
 from cronwork.connection import describe_redis, mask_url
@@ -44,6 +52,8 @@ from cronwork.runs import RunState
 from cronwork.summary import newest_runs
 
 HEALTH_CHECK_FUNC = "jobs.system.health_check"  # by name: the app never imports jobs
+CLIP_JOB_FUNC = "jobs.vision.daily_clip_inference"
+CLIP_CHECK, CLIP_LABEL = "clip_model", "CLIP model"
 PIPELINE_TICKS = 20  # newest health_check ticks read; this many without a beat is a failure
 
 
@@ -60,6 +70,7 @@ class Check:
     age: float | None = None
     data: dict[str, Any] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
+    required: bool = True  # False: shown, but not part of the verdict (the CLIP model)
 
     @property
     def ok(self) -> bool:
@@ -104,12 +115,15 @@ def collect_checks(now: datetime | None = None) -> list[Check]:
         checks.append(Check("health_check", "Pipeline heartbeat", "unknown", "not checked: database down"))
     finally:
         db.session.remove()
+    if any(d.spec.get("func") == CLIP_JOB_FUNC for d in definitions.values()):
+        checks.append(_clip_model())
     return checks
 
 
 def healthy(checks: Sequence[Check]) -> bool:
-    """Every part ok or pending, and the pipeline was checked at all."""
-    return all(c.ok for c in checks) and all(c.status != "unknown" for c in checks)
+    """Every required part ok or pending, and the pipeline was checked at all."""
+    required = [c for c in checks if c.required]
+    return all(c.ok for c in required) and all(c.status != "unknown" for c in required)
 
 
 @ops_blueprint.get("/healthz")
@@ -211,6 +225,20 @@ def _pipeline(
         return check("failing", last, error)
     waiting = f"{len(ticks)} run(s) under way" if ticks else "waiting for its next tick"
     return check("pending", f"{last}; {waiting} (each has {max_age:.0f}s to beat)")
+
+
+def _clip_model() -> Check:
+    """The CLIP model's files (see the module doc): ok, or missing without failing the system."""
+    directory = Path(current_app.config["CLIP_MODEL_DIR"])
+    try:
+        manifest = check_model_dir(directory)
+        read_prompts(Path(current_app.config["CLIP_PROMPTS_FILE"]))
+    except ClipModelError as exc:
+        absent: dict[str, Any] = {"required": False, "present": False}
+        return Check(CLIP_CHECK, CLIP_LABEL, "missing", str(directory), str(exc), data=absent, required=False)
+    data = {"required": False, "present": True, "model": manifest.label}
+    detail = f"{manifest.label} in {directory}"
+    return Check(CLIP_CHECK, CLIP_LABEL, "ok", detail, data=data, required=False)
 
 
 def _pipeline_unknown(beat_age: float | None) -> Check:
