@@ -1,7 +1,9 @@
-"""Server-rendered ops pages: the schedules list, one schedule's ledger, login; actions as POST forms."""
+"""Server-rendered ops pages: the schedules list, one schedule's ledger, login; actions as POST forms;
+the form of a runtime schedule (add, edit) and its delete."""
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +13,7 @@ from flask.typing import ResponseReturnValue
 
 from app.extensions import cronwork
 from app.ops import pages_blueprint
-from app.ops.audit_log import audited, record, schedule_of_job
+from app.ops.audit_log import audited, change_detail, record, schedule_of_job
 from app.ops.auth import SESSION_USER, credentials_ok, csrf_token, log_in, log_out, safe_next
 from app.ops.charts import duration, fire_axis, series_chart, start_lag
 from app.ops.display import (
@@ -25,6 +27,7 @@ from app.ops.display import (
 )
 from app.ops.limits import note_failure
 from app.services.failed import RequeueError, list_failed, requeue
+from app.services.runtime_schedules import InvalidSchedule, RuntimeChange, RuntimeSchedules, WritersBusy
 from app.services.schedules import FILTERS, PAGE_SIZE, ScheduleActionError, ScheduleService, UnknownSchedule
 from cronwork import audit
 from cronwork.audit import Action, Outcome, Source
@@ -38,6 +41,8 @@ DETAIL_HISTORY = 100
 GRID_RUNS = 24
 AUDIT_SHOWN = 20  # newest audit entries on a schedule's page
 ACTIONS = {"pause": Action.PAUSE, "resume": Action.RESUME, "run": Action.RUN_NOW}
+# What the runtime schedule form shows before anything is typed.
+SPEC_EXAMPLE = '{\n  "func": "jobs.system.health_check",\n  "every": "10m"\n}'
 
 
 @pages_blueprint.context_processor
@@ -87,6 +92,87 @@ def schedule(name: str) -> ResponseReturnValue:
     failed = list_failed(cronwork.redis(), name)
     entries = audit.recent(cronwork.redis(), cronwork.keys(), name, AUDIT_SHOWN)
     return render_template("ops/schedule.html", view=view, attempts=attempts, failed=failed, audit=entries)
+
+
+# Not under /schedules/: a runtime schedule may be called "new".
+@pages_blueprint.route("/runtime-schedules/new", methods=["GET", "POST"])
+def new_schedule() -> ResponseReturnValue:
+    """Add a runtime schedule: a name and the JSON of its schedule.toml table."""
+    if request.method == "GET":
+        return _runtime_form(None, "", SPEC_EXAMPLE)
+    name, text = request.form.get("name", "").strip(), request.form.get("spec", "")
+    try:
+        with audited(Source.PAGE, Action.SCHEDULE_ADD, schedule=name or None) as note:
+            change = RuntimeSchedules.for_app().add({**_spec_object(text), "name": name})
+            note.detail = change_detail(change)
+    except ScheduleActionError as exc:  # InvalidSchedule, ScheduleConflict, WritersBusy
+        return _runtime_form(None, name, text, exc)
+    return _saved(change, "Added")
+
+
+@pages_blueprint.route("/schedules/<name>/edit", methods=["GET", "POST"])
+def edit_schedule(name: str) -> ResponseReturnValue:
+    """Replace a runtime schedule with the form's JSON (all of it)."""
+    runtime = RuntimeSchedules.for_app()
+    if request.method == "GET":
+        submitted = runtime.submitted(name)
+        if submitted is None:
+            abort(404, f"no runtime schedule {name!r}")
+        return _runtime_form(name, name, json.dumps(submitted, indent=2, ensure_ascii=False))
+    text = request.form.get("spec", "")
+    try:
+        with audited(Source.PAGE, Action.SCHEDULE_UPDATE, schedule=name) as note:
+            change = runtime.update(name, _spec_object(text))
+            note.detail = change_detail(change)
+    except UnknownSchedule:
+        abort(404, f"no runtime schedule {name!r}")
+    except ScheduleActionError as exc:
+        return _runtime_form(name, name, text, exc)
+    return _saved(change, "Updated")
+
+
+@pages_blueprint.post("/schedules/<name>/delete")
+def delete_schedule(name: str) -> ResponseReturnValue:
+    """Delete a runtime schedule: it stops firing; its ledger stays readable on its page."""
+    try:
+        with audited(Source.PAGE, Action.SCHEDULE_DELETE, schedule=name):
+            RuntimeSchedules.for_app().delete(name)
+    except UnknownSchedule:
+        abort(404, f"no runtime schedule {name!r}")
+    except ScheduleActionError as exc:
+        flash(f"Delete {name}: {exc}", "error")
+        return redirect(url_for(".schedule", name=name), code=303)
+    flash(f"Deleted the runtime schedule {name}; its ledger stays.", "ok")
+    return redirect(url_for(".index"), code=303)
+
+
+def _spec_object(text: str) -> dict[str, Any]:
+    """The form's JSON object; InvalidSchedule naming what is wrong with it otherwise."""
+    try:
+        data = json.loads(text or "{}")
+    except ValueError as exc:
+        raise InvalidSchedule([f"spec: not JSON: {exc}"]) from None
+    except RecursionError:
+        raise InvalidSchedule(["spec: not JSON: nested too deeply"]) from None
+    if not isinstance(data, dict):
+        raise InvalidSchedule(["spec: expected a JSON object"])
+    return data
+
+
+def _runtime_form(
+    editing: str | None, name: str, spec: str, error: ScheduleActionError | None = None
+) -> ResponseReturnValue:
+    """The add or edit form, with what was typed and, after a refusal, why (400, or 409/503)."""
+    problems = error.problems if isinstance(error, InvalidSchedule) else [str(error)] if error else []
+    status = 200 if error is None else 400 if isinstance(error, InvalidSchedule) else 409
+    status = 503 if isinstance(error, WritersBusy) else status
+    page = render_template("ops/runtime_form.html", editing=editing, name=name, spec=spec, problems=problems)
+    return page, status
+
+
+def _saved(change: RuntimeChange, verb: str) -> ResponseReturnValue:
+    flash(f"{verb} the runtime schedule {change.spec.name}.", "ok")
+    return redirect(url_for(".schedule", name=change.spec.name), code=303)
 
 
 def _act(name: str, action: str) -> ResponseReturnValue:
