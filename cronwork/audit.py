@@ -62,6 +62,7 @@ class Action(StrEnum):
     SCHEDULE_ADD = "schedule_add"  # a runtime schedule added
     SCHEDULE_UPDATE = "schedule_update"  # a runtime schedule replaced
     SCHEDULE_DELETE = "schedule_delete"  # a runtime schedule deleted
+    BACKFILL = "backfill"  # the ticks of a past range enqueued
     CREATE_ADMIN = "create_admin"
 
 

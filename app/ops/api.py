@@ -4,6 +4,8 @@ runs (Bearer token)."""
 from __future__ import annotations
 
 import json
+import math
+import time
 from dataclasses import asdict
 from typing import Any, NoReturn
 
@@ -14,6 +16,8 @@ from app.extensions import cronwork
 from app.ops import api_blueprint
 from app.ops.audit_log import audited, change_detail, schedule_of_job
 from app.ops.display import schedule_json
+from app.services.backfill import backfill as backfill_schedule
+from app.services.backfill import describe
 from app.services.failed import RequeueError, list_failed, requeue, requeue_all
 from app.services.runtime_schedules import (
     InvalidSchedule,
@@ -27,6 +31,7 @@ from app.services.schedules import (
     MAX_HISTORY,
     InvalidReason,
     NotRunnable,
+    RateLimited,
     ScheduleService,
     ScheduleView,
     UnknownSchedule,
@@ -34,6 +39,7 @@ from app.services.schedules import (
 from app.services.shipments import RetryRefused, UnknownRental, retry_rental
 from cronwork import audit
 from cronwork.audit import Action, Source
+from cronwork.backfill import BackfillError
 
 MAX_BODY = 16 * 1024  # bytes of a JSON request body
 MAX_NEXT = 100
@@ -61,6 +67,14 @@ def _unknown(exc: UnknownSchedule) -> ResponseReturnValue:
 @api_blueprint.errorhandler(NotRunnable)
 def _not_runnable(exc: NotRunnable) -> ResponseReturnValue:
     return jsonify({"error": str(exc)}), 409
+
+
+@api_blueprint.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited) -> ResponseReturnValue:
+    """429 with when the next run is allowed, in the body and as Retry-After (whole seconds)."""
+    wait = max(math.ceil(exc.retry_at.timestamp() - time.time()), 1)
+    body = {"error": str(exc), "retry_at": exc.retry_at.isoformat()}
+    return jsonify(body), 429, {"Retry-After": str(wait)}
 
 
 @api_blueprint.errorhandler(InvalidReason)
@@ -219,6 +233,24 @@ def run(name: str) -> ResponseReturnValue:
         manual = ScheduleService.for_app().run_now(name)
         note.target = manual.job_id
     return jsonify(asdict(manual)), 202
+
+
+@api_blueprint.post("/schedules/<name>/backfill")
+def backfill(name: str) -> ResponseReturnValue:
+    """Enqueue each tick from `from` to `to` (ISO-8601; without an offset, the schedule's zone)
+    once → 202 with the counts; `"dry_run": true` → 200 with the ticks, nothing enqueued."""
+    with audited(Source.API, Action.BACKFILL, schedule=name) as note:
+        data = _body(frozenset({"from", "to", "dry_run"}))
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            _fail(400, "dry_run must be true or false")
+        spec = ScheduleService.for_app().registered_spec(name)
+        try:
+            result = backfill_schedule(spec, data.get("from"), data.get("to"), dry_run=dry_run)
+        except BackfillError as exc:
+            _fail(400, str(exc))
+        note.detail = describe(data.get("from"), data.get("to"), result)
+    return jsonify({"schedule": name, **result.as_dict()}), 200 if dry_run else 202
 
 
 @api_blueprint.post("/schedules/<name>/pause")

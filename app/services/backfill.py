@@ -75,3 +75,13 @@ def parse_instant(field: str, value: Any, spec: ScheduleSpec) -> datetime:
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=spec.zone)
     return instant.astimezone(UTC)
+
+
+def describe(start: Any, end: Any, result: BackfillResult) -> str:
+    """One line for the audit trail and the CLI: the range and what was done."""
+    counts = result.as_dict()
+    done = "dry run" if result.dry_run else f"{counts['enqueued']} enqueued"
+    line = f"{start} .. {end}: {counts['count']} ticks, {done}, {counts['already']} already had"
+    if counts["rate_limited"]:
+        line += f", {counts['rate_limited']} rate limited (next run allowed at {counts['retry_at']})"
+    return line

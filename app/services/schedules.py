@@ -373,13 +373,20 @@ class ScheduleService:
         log.info("resumed schedule=%s was_paused=%s", name, resumed)
         return resumed
 
-    def run_now(self, name: str) -> ManualRun:
-        """Enqueue a manual run of a registered schedule; its overlap policy applies on the worker."""
+    def registered_spec(self, name: str) -> ScheduleSpec:
+        """The registered spec of a schedule that can run: NotRunnable when it is declared but
+        not registered (disabled, unsynced), UnknownSchedule when there is no such schedule."""
         spec = self.registered().get(name)
         if spec is None:
             if name in self.declared():
                 raise NotRunnable(f"schedule {name!r} is declared but not registered (disabled or unsynced)")
             raise UnknownSchedule(f"unknown schedule {name!r}")
+        return spec
+
+    def run_now(self, name: str) -> ManualRun:
+        """Enqueue a manual run of a registered schedule; its overlap policy applies on the worker
+        and its rate limit here (RateLimited: recorded rate_limited, nothing enqueued)."""
+        spec = self.registered_spec(name)
         now = self.clock()
         tick = now.replace(microsecond=0)
         epoch = int(tick.timestamp())

@@ -10,13 +10,14 @@ from flask import Flask
 from redis import Redis
 
 from app.services.backfill import backfill
+from app.services.schedules import ScheduleService
 from cronwork.backfill import BackfillError
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
 from cronwork.serializer import JSONJob, json_queue
 from cronwork.spec import ScheduleSpec
 from scheduler_boot.sync import apply_plan
-from tests.app.conftest import KEYS
+from tests.app.conftest import KEYS, bearer
 from tests.conftest import Processes, wait_until
 
 HOURLY = """
@@ -136,3 +137,91 @@ def test_backfilled_runs_execute_on_a_real_worker_with_their_ticks(
         started = datetime.fromisoformat(record["started_at"]).timestamp()
         assert abs(started - record["result"]["lag_seconds"] - tick) < 5
     wait_until(lambda: json_queue("default", redis).count == 0, timeout=5)
+
+
+RATE_LIMITED_TOML = HOURLY.replace("[schedules.hourly]", "[schedules.limited]") + 'rate_limit = "5/1m"\n'
+
+
+def test_the_sixth_run_now_within_a_minute_under_5_per_minute_gets_429(
+    ops_app: Flask, redis: Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "limited.toml"
+    path.write_text(RATE_LIMITED_TOML)
+    ops_app.config["SCHEDULE_FILE"] = str(path)
+    apply_plan(redis, load_schedule(path).specs, KEYS, datetime.now(UTC))
+    client = ops_app.test_client()
+    # Five presses through the service, each on its own second (two presses in one second are
+    # one run anyway); the window counts them by Redis's clock, all within this minute.
+    presses = iter(range(5))
+    base = datetime.now(UTC) - timedelta(seconds=30)
+    service = ScheduleService(redis, KEYS, path, clock=lambda: base + timedelta(seconds=next(presses)))
+    runs = [service.run_now("limited") for _ in range(5)]
+    refused = client.post("/api/schedules/limited/run", headers=bearer())
+    assert refused.status_code == 429
+    body = refused.get_json()
+    retry_at = datetime.fromisoformat(body["retry_at"])
+    assert timedelta(seconds=55) <= retry_at - datetime.now(UTC) <= timedelta(seconds=60)
+    assert body["error"].startswith("schedule 'limited' is rate limited (5/1m): the next run is allowed at")
+    assert 55 <= int(refused.headers["Retry-After"]) <= 60
+    assert len({run.job_id for run in runs}) == 5
+    assert json_queue("default", redis).count == 5
+    states = [r["state"] for r in Ledger(redis, KEYS).history("limited")]
+    assert sorted(states) == ["enqueued"] * 5 + ["rate_limited"]
+    assert redis.hget(KEYS.run_stats, "limited:runs:rate_limited") == b"1"
+    # The refusal is in the audit trail, with its reason.
+    trail = client.get("/api/audit?schedule=limited", headers=bearer()).get_json()["entries"]
+    assert trail[0]["outcome"] == "refused" and "rate limited" in trail[0]["detail"]
+
+
+def test_backfill_over_the_api_and_the_cli(ops_app: Flask, redis: Redis, tmp_path: Path) -> None:
+    path = tmp_path / "hourly.toml"
+    path.write_text(HOURLY)
+    ops_app.config["SCHEDULE_FILE"] = str(path)
+    apply_plan(redis, load_schedule(path).specs, KEYS, datetime.now(UTC))
+    client = ops_app.test_client()
+    start, end = "2026-11-29T00:00:00+08:00", "2026-11-29T05:00:00+08:00"
+
+    dry = client.post(
+        "/api/schedules/hourly/backfill", headers=bearer(), json={"from": start, "to": end, "dry_run": True}
+    )
+    assert dry.status_code == 200 and dry.get_json()["count"] == 6 and len(dry.get_json()["ticks"]) == 6
+    assert json_queue("default", redis).count == 0
+
+    done = client.post("/api/schedules/hourly/backfill", headers=bearer(), json={"from": start, "to": end})
+    assert done.status_code == 202
+    assert {k: done.get_json()[k] for k in ("count", "enqueued", "already")} == {
+        "count": 6,
+        "enqueued": 6,
+        "already": 0,
+    }
+
+    out = ops_app.test_cli_runner().invoke(
+        args=["schedules", "backfill", "hourly", "--from", start, "--to", end, "--dry-run"]
+    )
+    assert out.exit_code == 0, out.output
+    assert out.output.count("already enqueued") == 6 and "6 ticks, dry run, 6 already had" in out.output
+    again = ops_app.test_cli_runner().invoke(
+        args=["schedules", "backfill", "hourly", "--from", start, "--to", end]
+    )
+    assert again.exit_code == 0 and "6 ticks, 0 enqueued, 6 already had" in again.output
+    assert json_queue("default", redis).count == 6
+
+    for body, status, message in [
+        ({"from": start}, 400, "'to' is required"),
+        ({"from": start, "to": "2999-01-01T00:00:00"}, 400, "is in the future"),
+        ({"from": start, "to": end, "extra": 1}, 400, "unknown field(s): extra"),
+        ({"from": start, "to": end, "dry_run": "yes"}, 400, "dry_run must be true or false"),
+    ]:
+        answer = client.post("/api/schedules/hourly/backfill", headers=bearer(), json=body)
+        assert (answer.status_code, message in answer.get_json()["error"]) == (status, True), (
+            answer.get_json()
+        )
+    assert client.post("/api/schedules/nope/backfill", headers=bearer(), json={}).status_code == 404
+    bad = ops_app.test_cli_runner().invoke(
+        args=["schedules", "backfill", "hourly", "--from", "x", "--to", end]
+    )
+    assert bad.exit_code == 1 and bad.output.strip() == "Error: 'from' is not an ISO-8601 time: 'x'"
+    actions = [
+        e["action"] for e in client.get("/api/audit?schedule=hourly", headers=bearer()).get_json()["entries"]
+    ]
+    assert actions.count("backfill") == 9
