@@ -333,7 +333,7 @@ class ScheduleService:
             return []
         if score is None:
             return fire_times(spec.trigger, spec.zone, self.clock(), count)
-        first = datetime.fromtimestamp(score, UTC)
+        first = spec.tick_of(score)  # the score is the tick plus its jitter
         return [first, *fire_times(spec.trigger, spec.zone, first, count - 1)]
 
     def history(self, name: str, limit: int = 50) -> list[dict[str, Any]]:

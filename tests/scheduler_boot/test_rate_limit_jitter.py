@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis import Redis
 
+from app.services.schedules import ScheduleService
 from cronwork.keys import RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.ratelimit import RateLimit
@@ -99,6 +100,9 @@ def test_jitter_delays_the_run_and_the_ledger_shows_tick_jitter_and_lag(redis: R
     assert 0 < jitter < 30
     # The template waits for the tick plus its jitter, not the tick.
     assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("jittered")) == tick.timestamp() + jitter
+    # Operators are shown the ticks (the ledger's `tick`), the jitter beside them.
+    shown = ScheduleService(redis, KEYS).next_fires("jittered", 2)
+    assert shown == [tick, tick + timedelta(minutes=1)]
 
     clock = Clock(tick + timedelta(seconds=jitter - 0.5))
     sched = CronworkScheduler(redis, KEYS, clock=clock)
