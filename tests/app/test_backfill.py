@@ -217,6 +217,9 @@ def test_backfill_over_the_api_and_the_cli(ops_app: Flask, redis: Redis, tmp_pat
             answer.get_json()
         )
     assert client.post("/api/schedules/nope/backfill", headers=bearer(), json={}).status_code == 404
+    ops_app.config["BACKFILL_MAX_TICKS"] = 5  # the configured maximum (BACKFILL_MAX_TICKS)
+    over = client.post("/api/schedules/hourly/backfill", headers=bearer(), json={"from": start, "to": end})
+    assert over.status_code == 400 and "more than 5 ticks" in over.get_json()["error"]
     bad = ops_app.test_cli_runner().invoke(
         args=["schedules", "backfill", "hourly", "--from", "x", "--to", end]
     )
@@ -224,4 +227,4 @@ def test_backfill_over_the_api_and_the_cli(ops_app: Flask, redis: Redis, tmp_pat
     actions = [
         e["action"] for e in client.get("/api/audit?schedule=hourly", headers=bearer()).get_json()["entries"]
     ]
-    assert actions.count("backfill") == 9
+    assert actions.count("backfill") == 10
