@@ -1,7 +1,8 @@
 """`make run` as an operator lives it (issue 12): start, a second terminal, Ctrl-C, restart.
 
 Real processes throughout: `python -m app.devrun` (what `make run` runs once installed) with
-its own ports and instance directory, the bundled Redis, gunicorn, the scheduler and a worker;
+its own ports and instance directory, the bundled Redis, gunicorn, the scheduler and the workers
+(default, and heavy for the CLIP job);
 Ctrl-C is SIGINT to the whole process group, as a terminal sends it.
 """
 
@@ -223,16 +224,17 @@ def test_ctrl_c_stops_every_process_then_redis_and_a_restart_has_no_ghost(
     assert "Traceback" not in run.output(), report
     assert "SIGKILL" not in run.output(), report
     stopped = [i for i, line in enumerate(after) if " stopped (rc=" in line]
-    assert len(stopped) == 3, report  # web, scheduler, worker
+    assert len(stopped) == 4, report  # web, scheduler, worker, worker-heavy
     assert after[-1] == "redis stopped" and max(stopped) < len(after) - 1, report
     assert len(after) <= 40, report
     assert port_is_free(redis_port) and run.process.poll() is not None
     assert not (Path(run_env["CRONWORK_INSTANCE_DIR"]) / RUN_SETTINGS_FILE).exists()
 
-    # Restart: the job that ran through the stop ended well, and only the new worker is listed.
+    # Restart: the job that ran through the stop ended well, and only the new workers are listed.
     run, redis = _start(run_env, devruns)
     assert slow_state() == "succeeded"
-    assert len(_workers(redis)) == 1
+    wait_until(lambda: len(_workers(redis)) >= 2, 30)  # default, and heavy (the CLIP job's)
+    assert sorted(w.queue_names() for w in _workers(redis)) == [["default"], ["heavy"]]
     assert run.ctrl_c() == 0, run.output()
     assert "Traceback" not in run.output(), run.output()
 
