@@ -1,11 +1,11 @@
-"""`python -m bench [peers|scale|burst|memory ...]`: run benchmarks, print figures and ratios."""
+"""`python -m bench [peers|scale|burst|memory|clip ...]`: run benchmarks, print figures and ratios."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
 
-from bench import chaos, domain, memory, ops, peers, scale, scheduling, worker
+from bench import chaos, clip, domain, memory, ops, peers, scale, scheduling, worker
 
 BENCHMARKS: dict[str, Callable[[], None]] = {
     "peers": peers.run,
@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, Callable[[], None]] = {
     "chaos": chaos.run,
     "ops": ops.run,
     "memory": memory.run,
+    "clip": clip.run,
 }
 
 
