@@ -116,8 +116,15 @@ class Keys:
         return f"{self.prefix}:run_stats"
 
     def overlap_lock(self, name: str) -> str:
-        """Held by the running attempt of an `overlap = "skip"` schedule (value = its token)."""
+        """Held by the running attempt of a schedule whose overlap policy is not `allow`
+        (value = its token)."""
         return f"{self.prefix}:overlap:{name}"
+
+    def overlap_waiter(self, name: str) -> str:
+        """Held by the one run of a `buffer_one` or `cancel_other` schedule that waits for the
+        overlap lock (value = its token). Short-lived and renewed while it waits, so a dead
+        waiter frees it within cronwork.runs.WAITER_TTL."""
+        return f"{self.prefix}:overlap_waiter:{name}"
 
     def failure_streak(self, name: str) -> str:
         """Consecutive final failures of a schedule; deleted by a success."""

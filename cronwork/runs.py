@@ -7,11 +7,17 @@ state instead of merging into them, so a run that failed, was retried and then s
 shows no stale error.
 
 Attempts are fenced: `started` gives the attempt a token and writes it into the record (and
-into the overlap lock when the schedule has `overlap = "skip"`); `finished` writes only while
+into the overlap lock unless the schedule has `overlap = "allow"`); `finished` writes only while
 that token is still the record's, so a stale attempt (an orphaned work horse, a retry's
 predecessor) can never overwrite the newer attempt's outcome or release its lock. Attempt
 numbers and `requeued_at` are derived at start from what the record holds, so they come out
 right whichever tool requeued the run (Cronwork, `rq requeue`, rq-dashboard).
+
+The policies that wait (`buffer_one`, `cancel_other`; the waiting side is jobs.overlap): a run
+that finds the lock held takes the schedule's one waiting place in the same `started` script
+and is `buffered`; `waited` moves it to `running` when the lock is free, the waiting place
+giving it priority over any later run; `cancel_requested` marks the holder's record before
+its job is stopped, so the worker that stops it records `cancelled`, not `failed`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from cronwork.keys import Keys
 from cronwork.ledger import LEDGER_TTL, Ledger
 
 MAX_TEXT = 500  # characters of a result or error kept in the ledger
+# Seconds the waiting place of a buffer_one / cancel_other schedule lives unless its waiter
+# renews it (every look at the lock does): a dead waiter blocks later runs this long at most.
+WAITER_TTL = 5
 
 
 class RunState(StrEnum):
@@ -105,6 +114,21 @@ class StartKind(StrEnum):
     STARTED = "started"  # the attempt owns the run; run the job
     HELD = "held"  # the schedule's overlap lock is held by another run: skip
     DONE = "done"  # the run already succeeded (or was skipped): never run it again
+    BUFFERED = "buffered"  # the lock is held and this run took the waiting place: wait (`waited`)
+
+
+class WaitKind(StrEnum):
+    """What one look at the overlap lock found for a buffered run (see WAIT)."""
+
+    RUNNING = "running"  # the lock is the run's now (record: running): run the job
+    WAITING = "waiting"  # another run still holds it: look again
+    PASSED_OVER = "passed_over"  # this run's waiting place lapsed and another run took it: skip
+    STALE = "stale"  # the record is no longer this attempt's, or no longer buffered: stop
+
+
+# What the START and WAIT scripts' reply codes mean.
+_START_KINDS = {0: StartKind.HELD, 2: StartKind.DONE, 3: StartKind.BUFFERED}
+_WAIT_KINDS = {1: WaitKind.RUNNING, 0: WaitKind.WAITING, 2: WaitKind.PASSED_OVER, 3: WaitKind.STALE}
 
 
 def decode_streak(raw: bytes | str | None) -> int:
@@ -122,6 +146,17 @@ def decode_streak(raw: bytes | str | None) -> int:
 def failure_streak(connection: Redis, keys: Keys, name: str) -> int:
     """The schedule's current failure streak (final failures in a row, one per tick)."""
     return decode_streak(cast(bytes | None, connection.get(keys.failure_streak(name))))
+
+
+def job_of_token(token: str) -> str:
+    """The job id of the run an attempt token belongs to (`<job id>/<random>`)."""
+    return token.split("/", 1)[0]
+
+
+def tick_of_token(token: str) -> int | None:
+    """The tick of the run an attempt token belongs to (`<prefix>-<name>-<tick>/<random>`)."""
+    tail = job_of_token(token).rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 def schedule_of(job: Job) -> str | None:
@@ -186,30 +221,50 @@ def _clip(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-# KEYS: record, index, attempts, overlap lock ('' when the schedule allows overlap), run stats
+# KEYS: record, index, attempts, overlap lock ('' when the schedule allows overlap), run stats,
+#       overlap waiter ('' when the schedule's policy never waits)
 # ARGV: token, started_at, worker, job_id, enqueued_at, lock ttl (0: no lock), name, tick,
-#       ledger ttl, start latency (s)
-# Returns {1, attempt}, {0, holder of the overlap lock} or {2, state} when the run already
+#       ledger ttl, start latency (s), waiter ttl
+# Returns {1, attempt}, {0, holder of the overlap lock (or of the waiting place)}, {3, holder}
+# when the run took the waiting place (record: buffered), or {2, state} when the run already
 # ended well: a horse that recorded its success and died before rq committed the job's status
 # leaves rq to retry (or fail) a job that must not run again.
 START = """
 local rec = KEYS[1]
 local prev = redis.call('HGET', rec, 'state')
 if prev == 'succeeded' or prev == 'skipped_overlap' then return {2, prev} end
-local acquired, holder = 1, false
+local acquired, holder, buffered = 1, false, false
 if ARGV[6] ~= '0' then
-  if not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'EX', ARGV[6]) then
-    acquired, holder = 0, redis.call('GET', KEYS[4])
+  local waiter = KEYS[6] ~= '' and redis.call('GET', KEYS[6])
+  if waiter then
+    -- One run already waits and the lock is promised to it (WAIT): a further run is skipped,
+    -- even in the instant between the holder's end and the waiter taking the lock.
+    acquired, holder = 0, redis.call('GET', KEYS[4]) or waiter
+  elseif not redis.call('SET', KEYS[4], ARGV[1], 'NX', 'EX', ARGV[6]) then
+    holder = redis.call('GET', KEYS[4])
+    if KEYS[6] ~= '' then
+      redis.call('SET', KEYS[6], ARGV[1], 'EX', ARGV[11])
+      buffered = true
+    else
+      acquired = 0
+    end
   end
 end
-if prev == 'failed' or prev == 'timed_out' or prev == 'abandoned' then
+if prev == 'failed' or prev == 'timed_out' or prev == 'abandoned' or prev == 'cancelled' then
   -- Requeued by a tool that does not write records (rq requeue, rq-dashboard).
   redis.call('HSET', rec, 'requeued_at', ARGV[5])
 end
-redis.call('HDEL', rec, 'ended_at', 'duration', 'result', 'error_type', 'error')
+redis.call('HDEL', rec, 'ended_at', 'duration', 'result', 'error_type', 'error',
+  'waiting_for', 'buffered_at', 'cancelled_by', 'cancel_requested_at')
 local attempt = redis.call('LLEN', KEYS[3]) + 1
 redis.call('HSET', rec, 'schedule', ARGV[7], 'tick', ARGV[8], 'state', 'running', 'token', ARGV[1],
   'started_at', ARGV[2], 'worker', ARGV[3], 'job_id', ARGV[4], 'attempt', attempt)
+if buffered then
+  -- Not started yet: WAIT sets state running and started_at when the lock is the run's.
+  redis.call('HDEL', rec, 'started_at')
+  redis.call('HSET', rec, 'state', 'buffered', 'buffered_at', ARGV[2],
+    'waiting_for', string.match(holder, '^[^/]*'))
+end
 redis.call('EXPIRE', rec, ARGV[9])
 -- Back in the index if the dispatch trim dropped it while it waited (the trim owns the size).
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[8])
@@ -218,10 +273,40 @@ if attempt == 1 and redis.call('HGET', rec, 'trigger') ~= 'manual' then
   redis.call('HSET', KEYS[5], ARGV[7] .. ':start_latency', ARGV[10])
 end
 if acquired == 0 then return {0, holder} end
+if buffered then return {3, holder} end
 return {1, attempt}
 """
 
-# KEYS: record, attempts, overlap lock (or ''), failure streak, alerted, run stats
+# KEYS: record, overlap lock, overlap waiter
+# ARGV: token, lock ttl, waiter ttl, started_at
+# Returns {1, ''} when the lock is now the run's (record: running, started_at set), {0, holder}
+# while another run holds it (the waiting place is renewed), {2, waiter} when the waiting place
+# lapsed and another run took it, {3, ''} when the record is no longer this buffered attempt's.
+WAIT = """
+local cur = redis.call('HMGET', KEYS[1], 'token', 'state')
+if cur[1] ~= ARGV[1] or cur[2] ~= 'buffered' then return {3, ''} end
+local waiter = redis.call('GET', KEYS[3])
+if waiter and waiter ~= ARGV[1] then return {2, waiter} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then
+  redis.call('DEL', KEYS[3])
+  redis.call('HSET', KEYS[1], 'state', 'running', 'started_at', ARGV[4])
+  return {1, ''}
+end
+redis.call('SET', KEYS[3], ARGV[1], 'EX', ARGV[3])
+return {0, redis.call('GET', KEYS[2])}
+"""
+
+# KEYS: record of the run holding the overlap lock
+# ARGV: the holding attempt's token, job id of the run asking, requested_at
+# Returns 1 when the holder's record was marked, 0 when that attempt no longer runs.
+CANCEL = """
+local cur = redis.call('HMGET', KEYS[1], 'token', 'state')
+if cur[1] ~= ARGV[1] or cur[2] ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'cancelled_by', ARGV[2], 'cancel_requested_at', ARGV[3])
+return 1
+"""
+
+# KEYS: record, attempts, overlap lock (or ''), failure streak, alerted, run stats, overlap waiter
 # ARGV: guard, guard value, JSON of the fields to set, JSON of the attempt entry ('' = none),
 #       outcome ('success' | 'failure' | 'other'), ledger ttl, name, state, final ('1'/'0'),
 #       ended_at epoch ('' = none), duration ('' = none)
@@ -232,13 +317,17 @@ local rec = KEYS[1]
 local cur = redis.call('HMGET', rec, 'token', 'worker', 'state')
 local token, worker, state = cur[1], cur[2], cur[3]
 local ended = state and state ~= 'enqueued' and state ~= 'running' and state ~= 'retrying'
+  and state ~= 'buffered'
 if ARGV[1] == 'token' then
   if token ~= ARGV[2] then return {0, 0} end
 else
   if ended then return {0, state} end
-  if ARGV[1] == 'owner' and state == 'running' and worker ~= ARGV[2] then return {0, 0} end
+  if ARGV[1] == 'owner' and (state == 'running' or state == 'buffered') and worker ~= ARGV[2] then
+    return {0, 0}
+  end
 end
 if KEYS[3] ~= '' and token and redis.call('GET', KEYS[3]) == token then redis.call('DEL', KEYS[3]) end
+if KEYS[7] ~= '' and token and redis.call('GET', KEYS[7]) == token then redis.call('DEL', KEYS[7]) end
 redis.call('HDEL', rec, 'ended_at', 'duration', 'result', 'error_type', 'error')
 local fields = cjson.decode(ARGV[3])
 for k, v in pairs(fields) do redis.call('HSET', rec, k, v) end
@@ -282,6 +371,8 @@ class RunWriter:
         self.ledger = Ledger(connection, keys)
         self._start = connection.register_script(START)
         self._finish = connection.register_script(FINISH)
+        self._wait = connection.register_script(WAIT)
+        self._cancel = connection.register_script(CANCEL)
 
     # -- enqueue side: queued into the caller's transaction ---------------------------------
 
@@ -359,19 +450,50 @@ class RunWriter:
         at: datetime,
         enqueued_at: datetime | None,
         overlap_ttl: int = 0,
+        waiter_ttl: int = 0,
     ) -> tuple[StartKind, int | str | None]:
         """An attempt begins: (STARTED, attempt number); (HELD, holder's token) when the
-        schedule's overlap lock is held by another run's attempt; (DONE, state) when the run
-        already ended well and must not run again."""
+        schedule's overlap lock (or its waiting place) is held by another run's attempt;
+        (BUFFERED, holder's token) when `waiter_ttl` is set (buffer_one, cancel_other), the lock
+        is held and this run took the waiting place; (DONE, state) when the run already ended
+        well and must not run again."""
         lock = self.keys.overlap_lock(name) if overlap_ttl else ""
+        waiter = self.keys.overlap_waiter(name) if overlap_ttl and waiter_ttl else ""
         keys = [self.ledger.run_key(name, tick), self.keys.ledger(name), self.ledger.attempts_key(name, tick)]
         args: list[str | float] = [token, at.isoformat(), worker, job_id, (enqueued_at or at).isoformat()]
-        args += [overlap_ttl, name, tick, LEDGER_TTL, round(at.timestamp() - tick, 6)]
-        code, value = cast(list[Any], self._start(keys=[*keys, lock, self.keys.run_stats], args=args))
+        args += [overlap_ttl, name, tick, LEDGER_TTL, round(at.timestamp() - tick, 6), waiter_ttl]
+        code, value = cast(list[Any], self._start(keys=[*keys, lock, self.keys.run_stats, waiter], args=args))
         text = value.decode() if isinstance(value, bytes) else None
         if code == 1:
             return StartKind.STARTED, int(value)
-        return (StartKind.HELD, text) if code == 0 else (StartKind.DONE, text)
+        return _START_KINDS[int(code)], text
+
+    def waited(
+        self, name: str, tick: int, token: str, at: datetime, overlap_ttl: int, waiter_ttl: int = WAITER_TTL
+    ) -> tuple[WaitKind, str | None]:
+        """One look at the overlap lock by the buffered attempt `token`: (RUNNING, None) when the
+        lock is now its own and the record says running since `at`; (WAITING, holder's token),
+        its waiting place renewed for `waiter_ttl` s; (PASSED_OVER, the new waiter's token);
+        (STALE, None) when the record is no longer this buffered attempt's."""
+        keys = [self.ledger.run_key(name, tick), self.keys.overlap_lock(name), self.keys.overlap_waiter(name)]
+        args: list[str | int] = [token, overlap_ttl, waiter_ttl, at.isoformat()]
+        code, value = cast(list[Any], self._wait(keys=keys, args=args))
+        return _WAIT_KINDS[int(code)], value.decode() if isinstance(value, bytes) and value else None
+
+    def cancel_requested(self, name: str, holder_token: str, by_job_id: str, at: datetime) -> bool:
+        """A cancel_other run asks the attempt `holder_token` to stop: its record is marked
+        (`cancelled_by`, `cancel_requested_at`) while that attempt still runs; False when it
+        no longer does (nothing to stop)."""
+        tick = tick_of_token(holder_token)
+        if tick is None:
+            return False
+        key = self.ledger.run_key(name, tick)
+        return bool(self._cancel(keys=[key], args=[holder_token, by_job_id, at.isoformat()]))
+
+    def cancel_requested_by(self, name: str, tick: int) -> str | None:
+        """The job id of the run that asked this run's running attempt to stop, if one did."""
+        value = cast(bytes | None, self.connection.hget(self.ledger.run_key(name, tick), "cancelled_by"))
+        return value.decode() if value else None
 
     def finished(
         self,
@@ -394,6 +516,7 @@ class RunWriter:
             self.keys.failure_streak(name),
             self.keys.alerted(name),
             self.keys.run_stats,
+            self.keys.overlap_waiter(name),
         ]
         entry = json.dumps({**attempt_entry, "state": str(state)}) if attempt_entry is not None else ""
         args: list[str | int] = [str(guard), guard_value, json.dumps(encoded), entry, outcome, LEDGER_TTL]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import uuid4
 
 from redis import Redis
@@ -23,7 +23,9 @@ from cronwork.runs import (
     RunState,
     RunWriter,
     StartKind,
+    WaitKind,
     error_fields,
+    job_of_token,
     result_text,
     schedule_of,
     tick_of,
@@ -62,11 +64,12 @@ class RunRecorder:
         self.writer = RunWriter(connection, keys)
         self.last = Finish(current=True)
 
-    def started(self, job: Job, overlap_ttl: int = 0) -> tuple[StartKind, str | None]:
+    def started(self, job: Job, overlap_ttl: int = 0, waiter_ttl: int = 0) -> tuple[StartKind, str | None]:
         """A new attempt of the job's run begins: it gets a token (kept on the job object).
 
-        Returns (STARTED, None), (HELD, job id of the run holding the overlap lock) or
-        (DONE, the state the run already ended in)."""
+        Returns (STARTED, None), (HELD, job id of the run holding the overlap lock),
+        (BUFFERED, job id of that run) when `waiter_ttl` lets it wait (its token is kept on the
+        job object for `cancel_requested`) or (DONE, the state the run already ended in)."""
         name, tick = schedule_of(job), tick_of(job)
         if name is None or tick is None:
             return StartKind.STARTED, None
@@ -75,7 +78,7 @@ class RunRecorder:
         started = (job.started_at or datetime.now(UTC)).replace(tzinfo=UTC)
         enqueued = job.enqueued_at.replace(tzinfo=UTC) if job.enqueued_at else None
         kind, value = self.writer.started(
-            name, tick, token, job.id, job.worker_name or "", started, enqueued, overlap_ttl
+            name, tick, token, job.id, job.worker_name or "", started, enqueued, overlap_ttl, waiter_ttl
         )
         if kind is StartKind.STARTED:
             log.info("run schedule=%s job_id=%s state=running attempt=%s", name, job.id, value)
@@ -83,8 +86,58 @@ class RunRecorder:
         if kind is StartKind.DONE:
             log.warning("run schedule=%s job_id=%s already ended %s: not run again", name, job.id, value)
             return kind, str(value)
-        holder = value.split("/", 1)[0] if isinstance(value, str) else None
+        holder = job_of_token(value) if isinstance(value, str) else None
+        if kind is StartKind.BUFFERED:
+            job.overlap_holder = value  # type: ignore[attr-defined]  # read by cancel_requested
+            log.info("run schedule=%s job_id=%s state=buffered waiting_for=%s", name, job.id, holder)
         return kind, holder
+
+    def waited(self, job: Job, overlap_ttl: int) -> tuple[WaitKind, str | None]:
+        """One look at the overlap lock by the job's buffered attempt: (RUNNING, None) when the
+        lock is its own now; else the kind and the job id of the run in the way. On RUNNING the
+        job's `started_at` becomes now: the attempt's time (its duration, its timeout) starts
+        when it runs, not when it began to wait."""
+        name, tick, token = schedule_of(job), tick_of(job), getattr(job, "attempt_token", None)
+        if name is None or tick is None or not token:
+            return WaitKind.STALE, None
+        at = datetime.now(UTC)
+        kind, value = self.writer.waited(name, tick, token, at, overlap_ttl)
+        if kind is WaitKind.RUNNING:
+            job.started_at = at
+            log.info("run schedule=%s job_id=%s state=running after waiting", name, job.id)
+        return kind, job_of_token(value) if value else None
+
+    def cancel_requested(self, job: Job) -> bool:
+        """The job's buffered run (cancel_other) asks the run holding the lock to stop: marks
+        that run's record; False when it no longer runs."""
+        name, holder = schedule_of(job), getattr(job, "overlap_holder", None)
+        if name is None or not holder:
+            return False
+        return self.writer.cancel_requested(name, holder, job.id, datetime.now(UTC))
+
+    def stopped(self, job: Job, exc_string: str, worker: str | None = None) -> RunState:
+        """Record an attempt stopped on request (rq's stop-job): CANCELLED when a newer run of
+        its schedule asked for it (cancel_other marked the record before sending the command),
+        else a final failure as before (an operator's `rq stop`). Never retried (rq does not
+        retry a stopped job)."""
+        name, tick = schedule_of(job), tick_of(job)
+        by = self.writer.cancel_requested_by(name, tick) if name is not None and tick is not None else None
+        if by is None:
+            return self.failed(job, exc_string, will_retry=False, worker=worker)
+        fields: dict[str, Any] = {**self._ended(job), "result": result_text({"cancelled_by": by})}
+        if job.started_at is None:
+            fields.pop("duration", None)
+        self._finish(job, RunState.CANCELLED, fields, attempt=True, worker=worker)
+        return RunState.CANCELLED
+
+    def waiting(self, job: Job) -> bool:
+        """Whether the job's run is `buffered` (waiting for the overlap lock), as its record says."""
+        name, tick = schedule_of(job), tick_of(job)
+        if name is None or tick is None:
+            return False
+        key = self.keys.run_record(name, tick)
+        state, job_id = cast(list[bytes | None], self.connection.hmget(key, "state", "job_id"))
+        return state == RunState.BUFFERED.encode() and job_id == job.id.encode()
 
     def succeeded(self, job: Job, result: Any) -> Finish:
         fields = {**self._ended(job), "result": result_text(result)}

@@ -27,6 +27,10 @@ _CRON_OPTIONS.use_24hour_time_format = True
 MARK_CLASSES: dict[str, str] = {
     RunState.SKIPPED_OVERLAP: "skipped",
     RunState.TIMED_OUT: "timedout",
+    # Waiting for the running run (buffer_one, cancel_other): drawn as a queued run.
+    RunState.BUFFERED: "enqueued",
+    # Stopped by a newer run (cancel_other): not a failure, drawn as a run that did not happen.
+    RunState.CANCELLED: "skipped",
 }
 
 

@@ -5,9 +5,12 @@ On top of rq's Worker (module: what and why):
 - refusal: a job that does not decode (old pickle, garbage, meta not a JSON object) or names a
   function outside `jobs` is failed before any fork, with its reason; the worker goes on;
 - recording: every outcome lands in the schedule's ledger; final failures alert
-  admins (jobs.alerts); horses never reuse the parent's database connections;
+  admins (jobs.alerts); a run stopped by a newer one (cancel_other) is recorded cancelled and
+  filed under rq's canceled registry; horses never reuse the parent's database connections;
 - intermediate: a run dequeued by a worker that died before starting it is requeued;
 - abandon: a SIGKILLed worker's job is found abandoned within about a minute, not rq's ten;
+- overlapwait: a run waiting for its schedule's overlap lock (buffer_one, cancel_other) is not
+  killed by rq's monitor for the time it waited;
 - parentdeath: the horse and rq's scheduler child die with the worker's main process, and a
   dead worker's name is free again WORKER_KEY_TTL after its last heartbeat;
 - outage: Redis outages are waited out; work resumes within 2 s of Redis's return;

@@ -18,6 +18,7 @@ from jobs.worker.abandon import FastAbandonMixin, MaintenanceLockQueue
 from jobs.worker.intermediate import IntermediateQueueMixin
 from jobs.worker.logcontext import LogContextMixin
 from jobs.worker.outage import OutageMixin
+from jobs.worker.overlapwait import OverlapWaitMixin
 from jobs.worker.parentdeath import ParentDeathMixin, WorkerKeyMixin
 from jobs.worker.refusal import RefusalMixin, RefusingQueue
 from jobs.worker.shutdown import GracefulStopMixin
@@ -31,6 +32,7 @@ class CronworkWorker(
     LogContextMixin,  # outermost: every line about a job is stamped
     IntermediateQueueMixin,  # before the recording: a never-started run is requeued, not failed
     RefusalMixin,  # fails undecodable or foreign jobs before any fork; records runs below it
+    OverlapWaitMixin,
     GracefulStopMixin,
     ParentDeathMixin,
     OutageMixin,  # before WorkerKeyMixin: catches the Redis errors of its heartbeat

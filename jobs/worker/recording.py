@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 from rq import Queue, Worker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, InvalidJobOperation
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import StartedJobRegistry
@@ -83,7 +83,7 @@ class AppBoundMixin(Worker):
 
 
 class RunRecordingMixin(AppBoundMixin):
-    """Records succeeded / skipped / retrying / failed / timed_out / abandoned runs.
+    """Records succeeded / skipped / retrying / failed / timed_out / abandoned / cancelled runs.
 
     Every write after an attempt started is fenced (cronwork.runs): when the ledger refuses
     it because a newer attempt owns the run (an orphaned horse, a retry's predecessor), the
@@ -120,14 +120,18 @@ class RunRecordingMixin(AppBoundMixin):
         exc_string: str = "",
         execution: Execution | None = None,
     ) -> None:
-        # rq does not retry a job stopped on request (`rq stop`); it tells them apart only by
-        # the private `_stopped_job_id` (pinned in the contract test).
-        will_retry = job.should_retry and self._stopped_job_id != job.id
+        # rq does not retry a job stopped on request (`rq stop`, cancel_other); it tells them
+        # apart only by the private `_stopped_job_id` (pinned in the contract test).
+        stopped = self._stopped_job_id == job.id
+        will_retry = job.should_retry and not stopped
         state = None
         if schedule_name(job) is not None:
             # In the horse the attempt's token fences the write; in this parent (its horse
             # died) the worker's name does: unless another worker's attempt runs.
-            state = self.recorder.failed(job, exc_string, will_retry, worker=self.name)
+            if stopped:
+                state = self.recorder.stopped(job, exc_string, worker=self.name)
+            else:
+                state = self.recorder.failed(job, exc_string, will_retry, worker=self.name)
             finish = self.recorder.last
             if finish.ended_as is not None:
                 # The run ended before its horse died: nothing to alert; rq follows the ledger.
@@ -138,8 +142,21 @@ class RunRecordingMixin(AppBoundMixin):
                 self._drop_stale(job, execution)
                 return
         super().handle_job_failure(job, queue, started_job_registry, exc_string, execution)
-        if state is not None:
+        if state is RunState.CANCELLED:
+            self._file_as_cancelled(job)
+        elif state is not None:
             self.after_failure(job, state, error_fields(exc_string)["error"])
+
+    def _file_as_cancelled(self, job: Job) -> None:
+        """rq files a stopped job as failed (status `stopped`, failed registry); a run cancelled
+        by a newer one is not a failure: it moves to rq's canceled registry, so requeue-all, the
+        failed list and the failed-jobs metric leave it alone."""
+        try:
+            job.cancel()
+        except InvalidJobOperation:
+            pass  # already canceled
+        except REDIS_ERRORS as exc:
+            self.log.warning("cancelled run %s kept in the failed registry, redis down: %s", job.id, exc)
 
     def _on_abandoned(self, job: Job, exc_type: type, exc_value: BaseException, tb: Any) -> bool:
         """An exception handler: records the runs rq's cleanup finds abandoned."""

@@ -12,7 +12,8 @@ from sqlalchemy.exc import OperationalError
 
 from cronwork.keys import Keys
 from cronwork.ledger import Ledger
-from cronwork.runs import Guard, RunState, RunWriter, StartKind, Trigger, error_fields
+from cronwork.runs import WAITER_TTL, Guard, RunState, RunWriter, StartKind, Trigger, WaitKind, error_fields
+from tests.conftest import wait_until
 
 KEYS = Keys()
 T0 = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
@@ -39,13 +40,17 @@ def enqueue(redis: Redis, runs: RunWriter, tick: int = TICK) -> None:
         pipe.execute()
 
 
-def start(runs: RunWriter, token: str, worker: str = "w1", tick: int = TICK, ttl: int = 60) -> tuple[bool, object]:
+def start(
+    runs: RunWriter, token: str, worker: str = "w1", tick: int = TICK, ttl: int = 60
+) -> tuple[bool, object]:
     return runs.started("nightly", tick, token, f"cronwork-nightly-{tick}", worker, T0, T0, ttl)
 
 
 def finish(runs: RunWriter, state: RunState, token: str, tick: int = TICK, **fields: object) -> bool:
     ended = {"ended_at": (T0 + timedelta(seconds=5)).isoformat(), "duration": 5.0, **fields}
-    return runs.finished("nightly", tick, state, Guard.TOKEN, token, ended, {"started_at": T0.isoformat()}).current
+    return runs.finished(
+        "nightly", tick, state, Guard.TOKEN, token, ended, {"started_at": T0.isoformat()}
+    ).current
 
 
 def test_states_know_whether_they_are_final_and_failures() -> None:
@@ -68,11 +73,15 @@ def test_fail_retry_succeed_leaves_no_stale_error(redis: Redis, runs: RunWriter)
     assert [(a["attempt"], a["state"]) for a in attempts] == [(1, "retrying"), (2, "succeeded")]
 
 
-def test_a_stale_attempt_can_neither_overwrite_nor_release_the_newer_one(redis: Redis, runs: RunWriter) -> None:
+def test_a_stale_attempt_can_neither_overwrite_nor_release_the_newer_one(
+    redis: Redis, runs: RunWriter
+) -> None:
     enqueue(redis, runs)
     start(runs, "old", worker="w1")
     # w1's parent died; another worker's maintenance finds the run abandoned and retries it.
-    abandoned = runs.finished("nightly", TICK, RunState.RETRYING, Guard.OWNER, "w1", {"error": "abandoned"}, {})
+    abandoned = runs.finished(
+        "nightly", TICK, RunState.RETRYING, Guard.OWNER, "w1", {"error": "abandoned"}, {}
+    )
     assert abandoned.current and redis.get(KEYS.overlap_lock("nightly")) is None  # the dead one's lock
     assert start(runs, "new", worker="w2") == (StartKind.STARTED, 2)
     # The orphaned first attempt ends now: nothing it writes lands, the lock stays the retry's.
@@ -93,7 +102,9 @@ def test_overlap_lock_held_by_another_run_is_reported(redis: Redis, runs: RunWri
     assert redis.get(KEYS.overlap_lock("nightly")) == b"first"  # the skipped one releases nothing
 
 
-def test_a_requeued_tick_counts_once_in_the_streak_and_numbers_its_attempts(redis: Redis, runs: RunWriter) -> None:
+def test_a_requeued_tick_counts_once_in_the_streak_and_numbers_its_attempts(
+    redis: Redis, runs: RunWriter
+) -> None:
     enqueue(redis, runs)
     start(runs, "a")
     finish(runs, RunState.FAILED, "a", error="first")
@@ -181,3 +192,102 @@ def test_a_run_that_ended_failed_is_not_overwritten_by_its_dead_horse(redis: Red
     assert not refused.current and refused.ended_as is RunState.FAILED and not refused.ended_well
     assert record(redis)["error"] == "boom"
     assert redis.get(KEYS.failure_streak("nightly")) == b"1"
+
+
+# -- the policies that wait (buffer_one, cancel_other) ----------------------------------------
+
+
+def start_waiting(
+    runs: RunWriter, token: str, tick: int, ttl: int = 60, waiter_ttl: int = WAITER_TTL
+) -> tuple[StartKind, object]:
+    """A start under buffer_one / cancel_other: the run may take the waiting place."""
+    return runs.started("nightly", tick, token, f"cronwork-nightly-{tick}", "w", T0, T0, ttl, waiter_ttl)
+
+
+def test_one_run_waits_for_the_lock_and_a_further_one_is_skipped(redis: Redis, runs: RunWriter) -> None:
+    first, second, third = TICK, TICK + 60, TICK + 120
+    for tick in (first, second, third):
+        enqueue(redis, runs, tick)
+    assert start_waiting(runs, f"cronwork-nightly-{first}/a", first) == (StartKind.STARTED, 1)
+    holder = f"cronwork-nightly-{first}/a"
+    assert start_waiting(runs, f"cronwork-nightly-{second}/b", second) == (StartKind.BUFFERED, holder)
+    waiting = record(redis, second)
+    assert waiting["state"] == "buffered" and waiting["waiting_for"] == f"cronwork-nightly-{first}"
+    assert "started_at" not in waiting and waiting["buffered_at"] == T0.isoformat()
+    # One run waits already: the third is skipped, naming the run holding the lock.
+    assert start_waiting(runs, f"cronwork-nightly-{third}/c", third) == (StartKind.HELD, holder)
+
+    later = T0 + timedelta(seconds=30)
+    assert runs.waited("nightly", second, f"cronwork-nightly-{second}/b", later, 60) == (
+        WaitKind.WAITING,
+        holder,
+    )
+    assert finish(runs, RunState.SUCCEEDED, holder, tick=first)
+    # Between the holder's end and the waiter's next look, the lock is promised to the waiter.
+    assert start_waiting(runs, f"cronwork-nightly-{TICK + 180}/d", TICK + 180)[0] is StartKind.HELD
+    assert runs.waited("nightly", second, f"cronwork-nightly-{second}/b", later, 60) == (
+        WaitKind.RUNNING,
+        None,
+    )
+    running = record(redis, second)
+    assert running["state"] == "running" and running["started_at"] == later.isoformat()
+    assert redis.get(KEYS.overlap_lock("nightly")) == f"cronwork-nightly-{second}/b".encode()
+    assert redis.get(KEYS.overlap_waiter("nightly")) is None
+    assert finish(runs, RunState.SUCCEEDED, f"cronwork-nightly-{second}/b", tick=second)
+    assert record(redis, second)["waiting_for"] == f"cronwork-nightly-{first}"  # kept: the run's story
+    assert redis.get(KEYS.overlap_lock("nightly")) is None
+
+
+def test_a_dead_holders_lock_expires_and_the_waiter_takes_it(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    enqueue(redis, runs, TICK + 60)
+    start_waiting(runs, "dead/a", TICK, ttl=1)  # its worker dies: nobody releases the lock
+    assert start_waiting(runs, "waiter/b", TICK + 60)[0] is StartKind.BUFFERED
+    wait_until(
+        lambda: runs.waited("nightly", TICK + 60, "waiter/b", T0, 60)[0] is WaitKind.RUNNING, timeout=5
+    )
+    assert redis.get(KEYS.overlap_lock("nightly")) == b"waiter/b"
+
+
+def test_a_dead_waiter_frees_its_place_and_is_then_passed_over(redis: Redis, runs: RunWriter) -> None:
+    for tick in (TICK, TICK + 60, TICK + 120):
+        enqueue(redis, runs, tick)
+    start_waiting(runs, "holder/a", TICK)
+    assert start_waiting(runs, "stalled/b", TICK + 60, waiter_ttl=1)[0] is StartKind.BUFFERED
+    # It stops looking (dead or stalled): its place lapses and the next run takes it.
+    wait_until(lambda: redis.get(KEYS.overlap_waiter("nightly")) is None, timeout=5)
+    assert start_waiting(runs, "next/c", TICK + 120) == (StartKind.BUFFERED, "holder/a")
+    assert runs.waited("nightly", TICK + 60, "stalled/b", T0, 60) == (WaitKind.PASSED_OVER, "next/c")
+    # A dead waiter's worker (or abandon detection) ends its run; the new waiter keeps its place.
+    assert runs.finished("nightly", TICK + 60, RunState.ABANDONED, Guard.OPEN, "", {}, {}).current
+    assert redis.get(KEYS.overlap_waiter("nightly")) == b"next/c"
+    assert runs.waited("nightly", TICK + 60, "stalled/b", T0, 60)[0] is WaitKind.STALE
+
+
+def test_a_waiter_that_ends_frees_its_place(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    enqueue(redis, runs, TICK + 60)
+    start_waiting(runs, "holder/a", TICK)
+    start_waiting(runs, "gives-up/b", TICK + 60)
+    assert finish(runs, RunState.SKIPPED_OVERLAP, "gives-up/b", tick=TICK + 60)
+    assert redis.get(KEYS.overlap_waiter("nightly")) is None
+    assert redis.get(KEYS.overlap_lock("nightly")) == b"holder/a"
+
+
+def test_cancel_is_requested_only_of_the_attempt_still_running(redis: Redis, runs: RunWriter) -> None:
+    enqueue(redis, runs)
+    start_waiting(runs, f"cronwork-nightly-{TICK}/a", TICK)
+    assert runs.cancel_requested_by("nightly", TICK) is None
+    at = T0 + timedelta(seconds=3)
+    assert not runs.cancel_requested("nightly", f"cronwork-nightly-{TICK}/older", "cronwork-nightly-9", at)
+    assert runs.cancel_requested("nightly", f"cronwork-nightly-{TICK}/a", "cronwork-nightly-9", at)
+    assert runs.cancel_requested_by("nightly", TICK) == "cronwork-nightly-9"
+    assert record(redis)["cancel_requested_at"] == at.isoformat()
+    # The stopped attempt's worker records it: final, not a failure, the lock released.
+    ended = runs.finished("nightly", TICK, RunState.CANCELLED, Guard.OWNER, "w", {"result": "{}"}, {})
+    assert ended.current and ended.streak == 0 and redis.get(KEYS.failure_streak("nightly")) is None
+    assert redis.get(KEYS.overlap_lock("nightly")) is None
+    assert not runs.cancel_requested("nightly", f"cronwork-nightly-{TICK}/a", "cronwork-nightly-9", at)
+    # A new attempt of the run (an operator's requeue) starts without the old request.
+    assert start(runs, f"cronwork-nightly-{TICK}/b")[0] is StartKind.STARTED
+    assert runs.cancel_requested_by("nightly", TICK) is None and "requeued_at" in record(redis)

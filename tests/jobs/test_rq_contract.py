@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import rq
+import rq.command
 from redis import Redis
 from redis.driver_info import DriverInfo
 from rq import Queue, SimpleWorker, Worker
@@ -67,6 +68,7 @@ OVERRIDDEN = {
         "execution: 'Execution')"
     ),
     "heartbeat": "(self, timeout: 'int | None' = None, pipeline: 'Pipeline | None' = None)",
+    "maintain_heartbeats": "(self, job: 'Job', execution: 'Execution')",
     "request_stop": "(self, signum, frame)",
     "run_maintenance_tasks": "(self)",
     "set_state": "(self, state: 'str', pipeline: 'Pipeline | None' = None)",
@@ -82,7 +84,6 @@ REPLACED_ATTRIBUTES = {
 CALLED = {
     "prepare_execution": "(self, job: 'Job') -> 'Execution'",
     "monitor_work_horse": "(self, job: 'Job', queue: 'Queue', execution: 'Execution')",
-    "maintain_heartbeats": "(self, job: 'Job', execution: 'Execution')",
     "increment_failed_job_count": "(self, pipeline: 'Pipeline | None' = None)",
     "serialize": "(self) -> 'dict'",
     "push_exc_handler": "(self, handler_func)",
@@ -166,6 +167,20 @@ def test_private_attributes_read() -> None:
     assert "job_is_stopped = self._stopped_job_id == job.id" in source
     assert "retry = job.should_retry and not job_is_stopped" in source
     assert "self._stopped_job_id = execution.job_id" in inspect.getsource(BaseWorker.request_stop_execution)
+
+
+def test_monitor_and_stop_job_as_the_waiting_overlap_policies_use_them() -> None:
+    """jobs/worker/overlapwait.py: rq's monitor kills a horse `timeout + 60` s after the start it
+    counts from, `job.started_at`, and heartbeats between two checks. cancel_other (jobs.overlap)
+    sends rq's stop-job command, which marks the job stopped before killing its horse; the
+    recording then moves the stopped job from the failed registry with `Job.cancel`."""
+    monitor = inspect.getsource(Worker.monitor_work_horse)
+    assert "working_time = (now() - job.started_at).total_seconds()" in monitor
+    assert "working_time > (job.timeout + 60)" in monitor
+    assert monitor.index("working_time > (job.timeout + 60)") < monitor.index("self.maintain_heartbeats(job")
+    stop = inspect.getsource(rq.command.handle_stop_job_command)
+    assert stop.index("worker._stopped_job_id = job_id") < stop.index("worker.kill_horse()")
+    assert "JobStatus.FAILED, JobStatus.STOPPED" in inspect.getsource(Job._remove_from_registries)
 
 
 def test_return_value_is_on_job_result_when_success_is_handled(redis: Redis) -> None:
