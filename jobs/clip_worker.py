@@ -34,7 +34,10 @@ def preload_model() -> bool:
     except SettingsError:
         return False  # jobs.worker reports a bad setting in its own words, and exits
     try:
-        from app.services.clip_model import preload  # onnxruntime, numpy, Pillow, tokenizers
+        # onnxruntime, numpy, Pillow, tokenizers, and the job's own service: the horses then
+        # import nothing.
+        import app.services.clip_inference  # noqa: F401
+        from app.services.clip_model import preload
     except ImportError as exc:
         log.warning("clip model not loaded: %s: %s", VISION_EXTRA, exc)
         return False
