@@ -3,6 +3,7 @@ for its results, in real `heavy` workers for loading once per worker and failing
 
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from bench.tiny_clip import COLOURS, EMBEDDING_SIZE, build_model_dir, png, write
 from cronwork.ledger import Ledger
 from cronwork.serializer import JSONJob
 from jobs import vision
+from jobs.runtime import is_allowed
 from tests.conftest import Processes, wait_until
 from tests.jobs.helpers import KEYS, enqueue_run, record, rq_status_is, state_is
 
@@ -77,6 +79,11 @@ def photographed(clip_app: Flask) -> dict[str, list[int]]:
     add_image(clip_app, rooms[0], DAY_START - timedelta(minutes=1), png("red"))  # the day before
     db.session.commit()
     return colours
+
+
+def test_the_entry_point_is_a_job_that_takes_the_tick() -> None:
+    assert is_allowed("jobs.vision.daily_clip_inference")
+    assert inspect.signature(vision.daily_clip_inference).parameters["scheduled_for"].default is None
 
 
 def results() -> list[ImageInference]:
