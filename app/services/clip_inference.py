@@ -22,8 +22,8 @@ from sqlalchemy import Table, select
 from app.extensions import db
 from app.models import ImageInference, RoomImage, now_utc
 from app.services.clip_model import IMAGE_ERRORS, ClipModel, Floats, ZeroShot
-from app.services.environment import _upsert_insert
 from app.services.timewindows import Window
+from app.services.upsert import upsert_insert
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def _infer_batch(
         for (image, _), embedding, (label, score) in zip(decoded, embeds, labels, strict=True)
     ]
     # SQLAlchemy types __table__ as FromClause (a class may map a join); ours is a Table.
-    insert = _upsert_insert(cast(Table, ImageInference.__table__))
+    insert = upsert_insert(cast(Table, ImageInference.__table__))
     # A concurrent run of the same day (a backfill beside the nightly tick) may have stored
     # some of them meanwhile: theirs stay, with the same model the result is the same.
     db.session.execute(

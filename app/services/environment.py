@@ -11,27 +11,17 @@ from typing import cast
 
 from redis import Redis
 from sqlalchemy import Table, func, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from app.extensions import db
 from app.models import DailyEnvStat, NotificationKind, Room, SensorReading, Setpoint
 from app.services import dedup
 from app.services.alerts import Alert, alert_admins
 from app.services.timewindows import Window
+from app.services.upsert import upsert_insert
 
 logger = logging.getLogger(__name__)
 
 ALERT_TTL = 2 * dedup.DAY_SECONDS  # longer than any re-run of the same hour
-
-
-def _upsert_insert(table: Table) -> sqlite.Insert | postgresql.Insert:
-    """`INSERT … ON CONFLICT` for the engine's dialect (SQLite and PostgreSQL both have it)."""
-    name = db.session.get_bind().dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise NotImplementedError(f"daily_env_stats upsert is not implemented for dialect {name!r}")
 
 
 def daily_env_stats(day: Window) -> dict[str, object]:
@@ -55,7 +45,7 @@ def daily_env_stats(day: Window) -> dict[str, object]:
     ).all()
     if rows:
         # SQLAlchemy types __table__ as FromClause (a class may map a join); ours is a Table.
-        insert = _upsert_insert(cast(Table, DailyEnvStat.__table__))
+        insert = upsert_insert(cast(Table, DailyEnvStat.__table__))
         upsert = insert.on_conflict_do_update(
             index_elements=["room_id", "metric", "day"],
             set_={c: insert.excluded[c] for c in ("min_value", "max_value", "avg_value", "count")},

@@ -219,11 +219,15 @@ def test_the_shipped_schedule_is_valid() -> None:
     assert set(schedule.enabled) == {
         "health_check", "update_stage_status", "reset_periodic_tasks", "check_task_warnings",
         "update_time_progress", "cleanup_old_data", "process_scheduled_shipments",
-        "daily_env_stats", "hourly_setpoint_monitoring", "daily_report",
+        "daily_env_stats", "hourly_setpoint_monitoring", "daily_report", "daily_clip_inference",
     }
     assert schedule.specs["daily_env_stats"].next_fire(datetime(2026, 11, 22, tzinfo=UTC)) == datetime(
         2026, 11, 22, 17, 3, 20, tzinfo=UTC
     )
+    # 03:02:25 in Shanghai, on its own queue.
+    clip = schedule.specs["daily_clip_inference"]
+    assert clip.next_fire(datetime(2026, 11, 22, tzinfo=UTC)) == datetime(2026, 11, 22, 19, 2, 25, tzinfo=UTC)
+    assert clip.queue == "heavy"
 
 
 PAST_ONE_OFF = '[schedules.a]\nfunc = "jobs.system.health_check"\ntimezone = "UTC"\nat = 2020-01-01T10:00:00'
