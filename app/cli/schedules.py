@@ -15,7 +15,7 @@ from app.cli.group import CommandGroup
 from app.ops.audit_log import audited, change_detail
 from app.ops.display import local_time, relative, schedule_json, short_duration, trigger_words
 from app.services.backfill import backfill, describe
-from app.services.runtime_schedules import InvalidSchedule, RuntimeSchedules, source_json
+from app.services.runtime_schedules import InvalidSchedule, RuntimeSchedules
 from app.services.schedules import MAX_HISTORY, ScheduleActionError, ScheduleService, ScheduleView
 from cronwork.audit import Action, Source
 from cronwork.backfill import BackfillError
@@ -53,7 +53,7 @@ def list_schedules(as_json: bool) -> None:
     """Every schedule: trigger, zone, next fire, status, last run, failure streak."""
     views = ScheduleService.for_app().overview(recent=1)
     if as_json:
-        _echo_json([{**schedule_json(v), **source_json(v)} for v in views])
+        _echo_json([schedule_json(v) for v in views])
         return
     for v in views:
         click.echo(_list_line(v))

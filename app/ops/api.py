@@ -25,7 +25,6 @@ from app.services.runtime_schedules import (
     RuntimeSchedules,
     ScheduleConflict,
     WritersBusy,
-    source_json,
 )
 from app.services.schedules import (
     MAX_HISTORY,
@@ -33,7 +32,6 @@ from app.services.schedules import (
     NotRunnable,
     RateLimited,
     ScheduleService,
-    ScheduleView,
     UnknownSchedule,
 )
 from app.services.shipments import RetryRefused, UnknownRental, retry_rental
@@ -147,17 +145,13 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 def list_schedules() -> ResponseReturnValue:
     """Every schedule: trigger, zone, next fire times, enabled, paused, last run, failures."""
     views = ScheduleService.for_app().overview(recent=1)
-    return jsonify({"schedules": [_schedule(view) for view in views]})
-
-
-def _schedule(view: ScheduleView) -> dict[str, Any]:
-    return {**schedule_json(view), **source_json(view)}
+    return jsonify({"schedules": [schedule_json(view) for view in views]})
 
 
 @api_blueprint.get("/schedules/<name>")
 def get_schedule(name: str) -> ResponseReturnValue:
     """One schedule, with its newest audit entries (and a runtime one's fields as submitted)."""
-    view = _schedule(ScheduleService.for_app().get(name, recent=1))
+    view = schedule_json(ScheduleService.for_app().get(name, recent=1))
     submitted = RuntimeSchedules.for_app().submitted(name)
     if submitted is not None:
         view["submitted"] = submitted
@@ -197,7 +191,7 @@ def delete_schedule(name: str) -> ResponseReturnValue:
 
 
 def _written(change: RuntimeChange) -> dict[str, Any]:
-    view = _schedule(ScheduleService.for_app().get(change.spec.name, recent=0))
+    view = schedule_json(ScheduleService.for_app().get(change.spec.name, recent=0))
     return {**view, "submitted": change.submitted}
 
 

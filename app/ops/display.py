@@ -51,6 +51,8 @@ def schedule_json(view: ScheduleView) -> dict[str, Any]:
         "next_fire_times": [t.isoformat() for t in view.next_fire_times],
         "enabled": view.enabled,
         "registered": view.registered,
+        "source": str(view.source),
+        "clash": view.clash,
         "paused": view.paused is not None,
         "paused_reason": view.paused["reason"] if view.paused else None,
         "paused_since": view.paused["since"] if view.paused else None,

@@ -21,7 +21,7 @@ from typing import Any
 
 from flask import Flask
 
-from app.services.schedules import ScheduleActionError, ScheduleService, ScheduleView, UnknownSchedule
+from app.services.schedules import ScheduleActionError, ScheduleService, UnknownSchedule
 from cronwork import store
 from cronwork.keys import RQ_SCHEDULER_SET
 from cronwork.loader import parse_schedule
@@ -192,7 +192,3 @@ def _field_message(error: str, name: str) -> str:
             return error[len(prefix) :]
     return error
 
-
-def source_json(view: ScheduleView) -> dict[str, Any]:
-    """A schedule's source in the API's and the CLI's JSON."""
-    return {"source": str(view.source), "clash": view.clash}
