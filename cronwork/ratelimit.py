@@ -65,7 +65,13 @@ class RateLimit:
 # that enqueue (cronwork.dispatch, cronwork.backfill, MANUAL below).
 ADMIT_LUA = """
 local function admit(key, limit, window, now, member)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local trimmed = redis.pcall('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if type(trimmed) == 'table' and trimmed.err then
+    -- Not a sorted set: something else wrote our key. Start the window afresh rather than
+    -- fail the whole script (a dispatch batch holds up to 200 schedules).
+    redis.log(redis.LOG_WARNING, 'cronwork: ' .. key .. ' was not a sorted set; reset')
+    redis.call('DEL', key)
+  end
   if redis.call('ZCARD', key) >= limit then
     local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     return false, tonumber(oldest[2]) + window

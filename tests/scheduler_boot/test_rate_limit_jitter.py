@@ -165,3 +165,13 @@ def test_a_changed_jitter_retimes_the_template_to_its_new_due_instant(redis: Red
     assert plan.retimed == ["jittered"]
     tick = T0 + timedelta(minutes=1)
     assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("jittered")) == changed.score_of(tick)
+
+
+def test_garbage_in_the_rate_window_resets_it_and_the_batch_still_dispatches(redis: Redis) -> None:
+    text = RATE_LIMITED + RATE_LIMITED.replace("often", "other").replace('rate_limit = "2/1m"\n', "")
+    apply_plan(redis, schedule_from(text, T0).specs, KEYS, T0)
+    redis.set(KEYS.schedule_rate("often"), "<script>not a sorted set</script>")
+    clock = Clock(T0 + timedelta(seconds=1, milliseconds=10))
+    pushed = CronworkScheduler(redis, KEYS, clock=clock).enqueue_jobs()
+    assert sorted(pushed) == sorted(KEYS.run_id(name, int(T0.timestamp()) + 1) for name in ("often", "other"))
+    assert redis.type(KEYS.schedule_rate("often")) == b"zset"
