@@ -10,14 +10,14 @@ from flask import Flask
 from redis import Redis
 
 from app.services.backfill import backfill
-from app.services.schedules import ScheduleService
+from app.services.schedules import RateLimited, ScheduleService
 from cronwork.backfill import BackfillError
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
 from cronwork.serializer import JSONJob, json_queue
 from cronwork.spec import ScheduleSpec
 from scheduler_boot.sync import apply_plan
-from tests.app.conftest import KEYS, bearer
+from tests.app.conftest import KEYS, bearer, log_in
 from tests.conftest import Processes, wait_until
 
 HOURLY = """
@@ -228,3 +228,23 @@ def test_backfill_over_the_api_and_the_cli(ops_app: Flask, redis: Redis, tmp_pat
         e["action"] for e in client.get("/api/audit?schedule=hourly", headers=bearer()).get_json()["entries"]
     ]
     assert actions.count("backfill") == 10
+
+
+def test_the_schedule_page_shows_rate_limit_jitter_and_a_refused_run(
+    ops_app: Flask, redis: Redis, tmp_path: Path
+) -> None:
+    path = tmp_path / "limited.toml"
+    path.write_text(RATE_LIMITED_TOML.replace('"5/1m"', '"1/1m"') + 'jitter = "5m"\n')
+    ops_app.config["SCHEDULE_FILE"] = str(path)
+    apply_plan(redis, load_schedule(path).specs, KEYS, datetime.now(UTC))
+    presses = iter(range(2))
+    base = datetime.now(UTC) - timedelta(seconds=30)
+    service = ScheduleService(redis, KEYS, path, clock=lambda: base + timedelta(seconds=next(presses)))
+    service.run_now("limited")
+    with pytest.raises(RateLimited):
+        service.run_now("limited")
+    client = ops_app.test_client()
+    log_in(client)
+    page = client.get("/schedules/limited").get_data(as_text=True)
+    assert "rate limit 1/1m" in page and "jitter up to 5m" in page
+    assert 'data-state="rate_limited"' in page and "not enqueued: rate limit; next run allowed" in page
