@@ -25,7 +25,10 @@ from tests.scheduler_boot.helpers import schedule_from
 
 pytestmark = pytest.mark.slow
 
-SLEEP = 'func = "jobs.diagnostics.sleep"\ncron = "0 0 1 1 *"\ntimeout = "20s"\noverlap = "{policy}"\nargs = [{seconds}]\n'
+SLEEP = (
+    'func = "jobs.diagnostics.sleep"\ncron = "0 0 1 1 *"\ntimeout = "{timeout}"\noverlap = "{policy}"\n'
+    "args = [{seconds}]\n"
+)
 
 
 def workers(redis: Redis, processes: Processes, count: int) -> list[subprocess.Popen[bytes]]:
@@ -35,8 +38,8 @@ def workers(redis: Redis, processes: Processes, count: int) -> list[subprocess.P
     return started
 
 
-def run(redis: Redis, name: str, policy: str, seconds: float, tick: datetime) -> str:
-    return enqueue_run(redis, name, SLEEP.format(policy=policy, seconds=seconds), tick)
+def run(redis: Redis, name: str, policy: str, seconds: float, tick: datetime, timeout: str = "20s") -> str:
+    return enqueue_run(redis, name, SLEEP.format(policy=policy, seconds=seconds, timeout=timeout), tick)
 
 
 def at(text: str) -> datetime:
@@ -50,9 +53,10 @@ def test_buffer_one_runs_one_waits_then_runs_and_a_third_is_skipped(
     # arrive while the second one waits.
     workers(redis, processes, 3)
     base = datetime.now(UTC).replace(microsecond=0)
-    first = run(redis, "nightly", "buffer_one", 3, base - timedelta(seconds=3))
+    first = run(redis, "nightly", "buffer_one", 3, base - timedelta(seconds=3), timeout="4s")
     wait_until(lambda: state_is(redis, "nightly", first, "running"), timeout=20)
-    second = run(redis, "nightly", "buffer_one", 0.5, base - timedelta(seconds=2))
+    # Its wait (~3 s) and its sleep (2 s) exceed its 4 s timeout: the timeout counts from its start.
+    second = run(redis, "nightly", "buffer_one", 2, base - timedelta(seconds=2), timeout="4s")
     wait_until(lambda: state_is(redis, "nightly", second, "buffered"), timeout=10)
     waiting = record(redis, "nightly", second)
     assert waiting["waiting_for"] == first and "started_at" not in waiting
@@ -67,7 +71,7 @@ def test_buffer_one_runs_one_waits_then_runs_and_a_third_is_skipped(
     # The waiter started once the first one ended, and promptly; its own time excludes the wait.
     assert at(waited["buffered_at"]) < at(ran["ended_at"]) <= at(waited["started_at"])
     assert (at(waited["started_at"]) - at(ran["ended_at"])).total_seconds() < 1.5
-    assert 0.4 < waited["duration"] < 2 and waited["attempt"] == 1
+    assert 1.9 < waited["duration"] < 3.5 and waited["attempt"] == 1
     assert redis.get(KEYS.overlap_lock("nightly")) is None
     assert redis.get(KEYS.overlap_waiter("nightly")) is None
     wait_until(lambda: rq_status_is(redis, second, "finished"), timeout=10)
@@ -104,9 +108,9 @@ def test_cancel_other_stops_the_running_run_which_is_cancelled_not_failed(
 def test_cancel_other_gives_up_on_a_run_that_cannot_be_stopped(redis: Redis) -> None:
     # The holder's worker is gone: its job runs on no worker, its lock lives on until it expires.
     tick = datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
-    spec = schedule_from(f"[schedules.latest]\n{SLEEP.format(policy='cancel_other', seconds=1)}", tick).specs[
-        "latest"
-    ]
+    spec = schedule_from(
+        f"[schedules.latest]\n{SLEEP.format(policy='cancel_other', seconds=1, timeout='20s')}", tick
+    ).specs["latest"]
     recorder = RunRecorder(redis, KEYS)
     holder_id, waiter_id = (
         KEYS.run_id("latest", int(tick.timestamp())),
