@@ -6,16 +6,19 @@ scheduled one, so a backfilled run is indistinguishable from a scheduled run but
 
 - the tick is taken only if nothing has it: no claim (`Keys.claim`: a manual run, an earlier
   backfill) and no record, or a record of a run that never ran (`missed`, `paused`,
-  `rate_limited`). A second backfill of the same range therefore enqueues nothing new, and a
-  tick the scheduler handled is not run twice;
+  `rate_limited`, `skipped_overlap`). A second backfill of the same range therefore enqueues
+  nothing new, and a tick the scheduler handled is not run twice: one between the first tick
+  the schedule ever handled (`first_tick` in the run stats, written by the dispatch script)
+  and its `last_tick` that has no record was handled and its record trimmed (`keep_runs`, or
+  expired), so it is left alone too ("trimmed");
 - the schedule's `rate_limit` admits it or records it `rate_limited` (cronwork.ratelimit);
 - the run job is pushed as rq's own atomic enqueue does (HSET of `Job.to_dict()`, RPUSH), its
   claim set and its `enqueued` record written (trigger `backfill`) in the same step.
 
 The dispatch script skips claimed ticks, so a backfill reaching up to the present and the
-scheduler cannot both enqueue the tick at the edge. What it cannot tell: a tick whose record
-was trimmed (older than the schedule's `keep_runs` newest runs, or its ledger TTL) looks never
-run; a backfill over it runs it again. The overlap policy applies on the worker, as for any run.
+scheduler cannot both enqueue the tick at the edge. What it cannot tell: the ticks of a
+schedule handled only by a version before `first_tick` existed, whose records were trimmed
+since, look never run. The overlap policy applies on the worker, as for any run.
 """
 
 from __future__ import annotations
@@ -42,14 +45,15 @@ from cronwork.timing import fire_times
 DEFAULT_MAX_TICKS = 1000  # ticks one backfill may enqueue, unless configured otherwise
 BATCH = 200  # ticks per script call
 # Records of runs that never ran: a backfill may take their tick.
-NEVER_RAN = (RunState.MISSED, RunState.PAUSED, RunState.RATE_LIMITED)
+NEVER_RAN = (RunState.MISSED, RunState.PAUSED, RunState.RATE_LIMITED, RunState.SKIPPED_OVERLAP)
+TRIMMED = "trimmed"  # handled by the scheduler; its record is gone
 
 
 class BackfillError(ValueError):
     """A backfill request that cannot be done; the message says why (nothing was enqueued)."""
 
 
-# KEYS: ledger index, run stats, rq's set of queues, the schedule's rate window
+# KEYS: ledger index, run stats, rq's set of queues, the schedule's rate window, last_tick hash
 # ARGV: name, record prefix, attempts prefix, claim prefix, job key prefix, queue key, ledger
 #   ttl, claim ttl, rate limit (0: none), rate window, states a tick may be taken from (comma
 #   separated), enqueued_at (ISO-8601), enqueued_at (rq's format), the runs (msgpack:
@@ -65,6 +69,9 @@ local ttl, claimttl, rate, window = ARGV[7], ARGV[8], tonumber(ARGV[9]), tonumbe
 local open = {}
 for state in string.gmatch(ARGV[11], '[^,]+') do open[state] = true end
 local enqueued, taken, limited = {}, {}, {}
+-- Garbage in either reads as "unknown" (-1): nothing is taken as trimmed.
+local first = tonumber(redis.call('HGET', KEYS[2], name .. ':first_tick') or '') or -1
+local last = tonumber(redis.call('HGET', KEYS[5], name) or '') or -1
 local function put(tick, ...)
   local rec = recp .. tick
   redis.call('DEL', rec, attp .. tick)
@@ -83,6 +90,9 @@ for _, run in ipairs(cmsgpack.unpack(ARGV[14])) do
   elseif state and not open[state] then
     taken[#taken + 1] = tick
     taken[#taken + 1] = state
+  elseif not state and first >= 0 and tonumber(tick) >= first and tonumber(tick) <= last then
+    taken[#taken + 1] = tick
+    taken[#taken + 1] = 'trimmed'
   else
     local admitted, retry = true, 0
     if rate > 0 then admitted, retry = admit(KEYS[4], rate, window, at, id) end
@@ -160,10 +170,13 @@ class Backfiller:
         """What a backfill of `ticks` would do, without writing: which ticks are taken."""
         epochs = [int(tick.timestamp()) for tick in ticks]
         with self.connection.pipeline(transaction=False) as pipe:
+            pipe.hget(self.keys.run_stats, f"{spec.name}:first_tick")
+            pipe.hget(self.keys.last_tick, spec.name)
             for epoch in epochs:
                 pipe.exists(self.keys.claim(spec.name, epoch))
                 pipe.hget(self.keys.run_record(spec.name, epoch), "state")
-            replies = pipe.execute()
+            first_raw, last_raw, *replies = pipe.execute()
+        first, last = _epoch(first_raw), _epoch(last_raw)
         result = BackfillResult(ticks=epochs, dry_run=True)
         for epoch, claimed, state in zip(epochs, replies[::2], replies[1::2], strict=True):
             text = state.decode() if state is not None else None
@@ -171,6 +184,8 @@ class Backfiller:
                 result.taken[epoch] = text or "claimed"
             elif text is not None and text not in NEVER_RAN:
                 result.taken[epoch] = text
+            elif text is None and 0 <= first <= epoch <= last:
+                result.taken[epoch] = TRIMMED
         return result
 
     def run(self, spec: ScheduleSpec, ticks: Sequence[datetime]) -> BackfillResult:
@@ -179,7 +194,7 @@ class Backfiller:
         hashes = RunJobHashes(self.connection, queue)
         result = BackfillResult(ticks=[int(tick.timestamp()) for tick in ticks])
         keys = [self.keys.ledger(spec.name), self.keys.run_stats, Queue.redis_queues_keys]
-        keys.append(self.keys.schedule_rate(spec.name))
+        keys += [self.keys.schedule_rate(spec.name), self.keys.last_tick]
         rate = spec.rate_limit
         stamp = now()
         for i in range(0, len(ticks), BATCH):
@@ -211,6 +226,14 @@ class Backfiller:
                 {int(tick): datetime.fromtimestamp(float(retry), UTC) for tick, retry in _pairs(limited)}
             )
         return result
+
+
+def _epoch(raw: bytes | None) -> int:
+    """A stored tick, or -1 when there is none or it is not a number (as the script reads it)."""
+    try:
+        return int(float(raw)) if raw is not None else -1
+    except ValueError:
+        return -1
 
 
 def _iso(epoch: int) -> str:

@@ -62,7 +62,7 @@ _PRUNABLE = (
 #   {member, planned score, name, next score ('' = one-off: remove), keep_runs, paused,
 #    ledger index, record prefix, attempts prefix, manual-claim prefix, queue key, finished
 #    registry key, {missed ticks}, {{tick, job id, {hash field, value, ...}, due}, ...},
-#    rate limit (0: none), rate window (s), rate key}
+#    rate limit (0: none), rate window (s), rate key, canceled registry key}
 # Returns {enqueued: {job id, lag, ...}, missed: {name, tick, ...}, moved, pruned,
 #          paused: {name, tick, ...}, early, limited: {name, tick, ...}}
 DISPATCH = (
@@ -104,7 +104,7 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
   local member, planned, name, nxt, keep, paused = tpl[1], tpl[2], tpl[3], tpl[4], tpl[5], tpl[6]
   local index, recp, attp, claimp, queue, finished = tpl[7], tpl[8], tpl[9], tpl[10], tpl[11], tpl[12]
   local newest = -1
-  local rate, window, ratekey = tonumber(tpl[15]), tonumber(tpl[16]), tpl[17]
+  local rate, window, ratekey, canceled = tonumber(tpl[15]), tonumber(tpl[16]), tpl[17], tpl[18]
   for _, run in ipairs(tpl[14]) do newest = math.max(newest, tonumber(run[4])) end
   local score = redis.call('ZSCORE', KEYS[1], member)
   if not score or tonumber(score) ~= planned then
@@ -179,6 +179,9 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
     if high > last then
       redis.call('HSET', KEYS[2], name, high)
       redis.call('EXPIRE', index, ttl)
+      -- The first tick this schedule ever handled: a backfill knows a tick between it and
+      -- last_tick without a record was handled and its record trimmed (cronwork.backfill).
+      if last < 0 then redis.call('HSETNX', KEYS[5], stat .. 'first_tick', high) end
     end
     local excess = redis.call('ZCARD', index) - keep
     if excess > 0 then
@@ -194,6 +197,9 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
             if fields[2] then
               redis.call('DEL', jobp .. fields[2], resultp .. fields[2])
               redis.call('ZREM', finished, fields[2])
+              -- A cancelled run (overlap = "cancel_other") sits in rq's canceled registry,
+              -- which rq 3.0 never cleans.
+              redis.call('ZREM', canceled, fields[2])
             end
             pruned = pruned + 1
           end
@@ -230,6 +236,7 @@ class PlannedTemplate:
     paused: bool
     queue_key: str
     finished_key: str
+    canceled_key: str
     missed: Sequence[int] = ()
     runs: Sequence[PlannedRun] = ()
     rate_limit: RateLimit | None = None
@@ -334,6 +341,7 @@ class Dispatcher:
                 t.rate_limit.limit if t.rate_limit else 0,
                 t.rate_limit.window if t.rate_limit else 0,
                 keys.schedule_rate(t.name),
+                t.canceled_key,
             ]
             for t in templates
         ]

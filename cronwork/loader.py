@@ -38,6 +38,20 @@ NAME_PATTERN = re.compile(r"^[a-z0-9_-]{1,64}$")
 RUN_ID_LIKE = re.compile(r"-\d+$")
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 JOBS_PACKAGE = "jobs"
+# Modules of the jobs package that are the worker's own machinery, not jobs: a schedule (the
+# file, a runtime schedule from the API) or a payload written into Redis that names something
+# there is refused, e.g. `jobs.worker.cli.main`, which would start a worker inside a work horse.
+NOT_JOB_MODULES = ("jobs.worker", "jobs.runtime", "jobs.outcomes", "jobs.overlap", "jobs.clip_worker")
+
+
+def job_path_problem(path: str) -> str | None:
+    """Why a dotted path cannot name a job function, from its name alone (None: it can)."""
+    module = path.rpartition(".")[0]
+    if not module or not (module == JOBS_PACKAGE or module.startswith(f"{JOBS_PACKAGE}.")):
+        return f"{path!r} is outside the {JOBS_PACKAGE} package"
+    if any(module == m or module.startswith(f"{m}.") for m in NOT_JOB_MODULES):
+        return f"{path!r} is in the worker's own modules ({', '.join(NOT_JOB_MODULES)}), not a job"
+    return None
 TRIGGER_KEYS = ("cron", "every", "at")
 MISFIRE_POLICIES = ("run_latest", "skip")
 OVERLAP_POLICIES = tuple(policy.value for policy in OverlapPolicy)
@@ -45,6 +59,7 @@ OVERLAP_POLICIES = tuple(policy.value for policy in OverlapPolicy)
 # from a fixed instant rather than "now", so that the verdict never changes with the clock.
 CRON_GAP_SAMPLES = 64
 CRON_GAP_FROM = datetime(2026, 1, 1, tzinfo=UTC)
+MAX_JITTER = 24 * 3600  # seconds: a delay longer than a day is a different schedule
 # Bounds of keep_runs: at least the run being looked at; at most what the ops pages can list.
 KEEP_RUNS_MIN, KEEP_RUNS_MAX = 1, 10_000
 
@@ -205,7 +220,9 @@ def _parse_one(
                 f'{timeout}s is longer than the {gap}s between runs while overlap = "skip"; '
                 'shorten it or set overlap = "allow"',
             )
-    if trigger is not None and timezone is not None and jitter:
+    if jitter and jitter > MAX_JITTER:
+        fe.add("jitter", f"{jitter}s is longer than the most allowed, {MAX_JITTER}s (1d)")
+    elif trigger is not None and timezone is not None and jitter:
         gap = _shortest_gap(trigger, timezone)
         if gap is not None and jitter >= gap:
             # tick_of() finds a run's tick from its due instant only while they cannot interleave.
@@ -308,7 +325,8 @@ class _JobModules:
         self._kinds: dict[str, dict[str, str] | ValueError] = {}
 
     def check_func(self, value: Any) -> str:
-        """The dotted path must name a callable defined in a module of the `jobs` package.
+        """The dotted path must name a function defined (`def`) in a job module of the `jobs`
+        package: not a class, an imported name or the worker's own modules.
 
         Checked from the module's source, without importing it: importing a job module imports
         the Flask app and its models, which the scheduler process must not need (issue 10). A
@@ -318,11 +336,15 @@ class _JobModules:
         if value is None:
             raise ValueError("required (a dotted path like jobs.system.health_check)")
         path = _string(value)
+        problem = job_path_problem(path)
+        if problem is not None:
+            raise ValueError(problem)
         module_name, _, attr = path.rpartition(".")
-        if not module_name or not (module_name == JOBS_PACKAGE or module_name.startswith("jobs.")):
-            raise ValueError(f"{path!r} is outside the jobs package")
         kind = self._kinds_of(module_name).get(attr)
-        if kind is None or kind == "constant":
+        if kind == "import":
+            # What a job module imports (a library's function, another module's) is not a job.
+            raise ValueError(f"{module_name!r} imports {attr!r}: name the function where it is defined")
+        if kind != "function":
             raise ValueError(f"{module_name!r} has no callable {attr!r}")
         return path
 

@@ -105,7 +105,19 @@ class ScheduleSpec:
 
     def is_expired(self, now: datetime) -> bool:
         """A one-off whose instant is not after `now`: it can never fire again."""
-        return isinstance(self.trigger, OneOffTrigger) and self.next_fire(now) is None
+        return isinstance(self.trigger, OneOffTrigger) and self.next_due(now) is None
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """The first tick whose due instant (tick plus jitter) is after `now`: the tick a
+        template written at `now` waits for. Without jitter, the first fire after `now`; with
+        it, a tick that has passed but is not due yet (a sync or a restart inside its jitter)
+        is still ahead, not skipped."""
+        if not self.jitter:
+            return self.next_fire(now)
+        tick = self.next_fire(now - timedelta(seconds=self.jitter))
+        while tick is not None and self.due_at(tick) <= now:
+            tick = self.next_fire(tick)
+        return tick
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-compatible form; `from_dict` reads it back."""

@@ -71,8 +71,8 @@ class TemplateWriter:
         submitted: dict[str, Any] | None = None,
     ) -> None:
         """Queue the writes of one template: job hash, score = next fire (unless it keeps its
-        place), definition with its source. A spec with no tick after `now` is unregistered."""
-        next_time = spec.next_fire(now)
+        place), definition with its source. A spec with no tick due after `now` is unregistered."""
+        next_time = spec.next_due(now)
         if next_time is None:  # never for a spec the callers register (expired ones are refused)
             store.unregister(pipe, self.keys, spec.name)
             return

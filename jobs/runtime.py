@@ -21,6 +21,7 @@ from rq import Queue
 from rq.timeouts import JobTimeoutException, UnixSignalDeathPenalty
 
 from app.extensions import cronwork, db
+from cronwork.loader import job_path_problem
 from cronwork.runs import WAITER_TTL, RunState, StartKind, WaitKind
 from cronwork.serializer import JSONJob
 from cronwork.spec import OverlapPolicy
@@ -29,7 +30,6 @@ from jobs.overlap import WAITING_POLICIES, overlap_policy, stop_holder, wait_bou
 
 log = logging.getLogger(__name__)
 
-ALLOWED_PACKAGE = "jobs"
 HARD_KILL_GRACE = 10  # seconds a job may keep running after its timeout before SIGKILL
 OVERLAP_LOCK_MARGIN = 60  # lock TTL = timeout + this: a dead worker's lock expires on its own
 # Seconds the safety alarm of a wait (jobs.overlap) rings after the wait's bound: a wait stuck in
@@ -46,8 +46,9 @@ class TimeoutSwallowed(JobTimeoutException):
 
 
 def is_allowed(func_name: str | None) -> bool:
-    """Whether a dotted function path lies inside the `jobs` package (a job without one is not)."""
-    return func_name is not None and func_name.startswith(f"{ALLOWED_PACKAGE}.")
+    """Whether a dotted function path lies in a job module of the `jobs` package (not the
+    worker's own modules; a job without a function name is not allowed)."""
+    return func_name is not None and job_path_problem(func_name) is None
 
 
 class EnforcedDeathPenalty(UnixSignalDeathPenalty):
@@ -88,9 +89,7 @@ class AppJob(JSONJob):
         # Checked on the name, before rq imports anything: whoever can write to Redis must not
         # be able to run `os.system`.
         if not is_allowed(self.func_name):
-            raise ForbiddenJobFunction(
-                f"job {self.id}: {self.func_name!r} is outside the {ALLOWED_PACKAGE!r} package"
-            )
+            raise ForbiddenJobFunction(f"job {self.id}: {job_path_problem(self.func_name or '')}")
         app = self.flask_app
         if app is None:
             raise RuntimeError("AppJob is not bound to an app: use bind_app(app)")

@@ -200,6 +200,7 @@ class CronworkScheduler(Scheduler):
             paused=paused,
             queue_key=queue.key,
             finished_key=queue.finished_job_registry.key,
+            canceled_key=queue.canceled_job_registry.key,
             missed=[int(t.timestamp()) for t in decision.missed],
             runs=runs,
             rate_limit=spec.rate_limit,

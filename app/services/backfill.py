@@ -70,11 +70,13 @@ def parse_instant(field: str, value: Any, spec: ScheduleSpec) -> datetime:
         raise BackfillError(f"'{field}' is required: an ISO-8601 time like 2026-11-01T00:00:00+08:00")
     try:
         instant = datetime.fromisoformat(value.strip())
+        if instant.tzinfo is None:
+            instant = instant.replace(tzinfo=spec.zone)
+        return instant.astimezone(UTC)
     except ValueError:
         raise BackfillError(f"'{field}' is not an ISO-8601 time: {value[:64]!r}") from None
-    if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=spec.zone)
-    return instant.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it
+        raise BackfillError(f"'{field}' is out of range: {value[:64]!r}") from None
 
 
 def describe(start: Any, end: Any, result: BackfillResult) -> str:

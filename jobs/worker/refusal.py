@@ -22,8 +22,9 @@ from rq.results import Result
 from rq.utils import current_timestamp, now, utcformat
 
 from cronwork.jobdata import DECODE_ERRORS, UndecodableJob, fetch_checked
+from cronwork.loader import job_path_problem
 from jobs.outcomes import error_fields
-from jobs.runtime import ALLOWED_PACKAGE, ForbiddenJobFunction, is_allowed
+from jobs.runtime import ForbiddenJobFunction, is_allowed
 from jobs.worker.defaults import REDIS_ERRORS
 from jobs.worker.logcontext import schedule_name
 from jobs.worker.outage import OutageMixin
@@ -64,7 +65,7 @@ def refusal(connection: Redis, job: Job) -> Exception | None:
         if not decodes(job):  # jobdata accepts what rq's view rejects (an instance): refuse
             return UndecodableJob(job.id, "data is JSON but not [func_name, None, args, kwargs]")
     if not is_allowed(job.func_name):
-        return ForbiddenJobFunction(f"refused: {job.func_name!r} is outside the {ALLOWED_PACKAGE!r} package")
+        return ForbiddenJobFunction(f"refused: {job_path_problem(job.func_name or '')}")
     return None
 
 

@@ -129,6 +129,18 @@ def test_declared_names_are_never_taken_and_never_changed_here(client: FlaskClie
             ],
         ),
         ({"name": "x", "func": "jobs.system.nope", "cron": "1 2 3"}, None),
+        # Inside the jobs package but not a job: the worker's machinery, an imported name.
+        (
+            {**ADHOC, "func": "jobs.clip_worker.main"},
+            [
+                "func: 'jobs.clip_worker.main' is in the worker's own modules (jobs.worker, jobs.runtime, "
+                "jobs.outcomes, jobs.overlap, jobs.clip_worker), not a job"
+            ],
+        ),
+        (
+            {**ADHOC, "func": "jobs.diagnostics.select"},
+            ["func: 'jobs.diagnostics' imports 'select': name the function where it is defined"],
+        ),
         (
             {**ADHOC, "timeout": "20m"},
             [

@@ -16,9 +16,11 @@ from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
 from cronwork.serializer import JSONJob, json_queue
 from cronwork.spec import ScheduleSpec
+from scheduler_boot.scheduler import CronworkScheduler
 from scheduler_boot.sync import apply_plan
 from tests.app.conftest import KEYS, bearer, log_in
 from tests.conftest import Processes, wait_until
+from tests.scheduler_boot.test_scheduler import Clock
 
 HOURLY = """
 [schedules.hourly]
@@ -248,3 +250,54 @@ def test_the_schedule_page_shows_rate_limit_jitter_and_a_refused_run(
     page = client.get("/schedules/limited").get_data(as_text=True)
     assert "rate limit 1/1m" in page and "jitter up to 5m" in page
     assert 'data-state="rate_limited"' in page and "not enqueued: rate limit; next run allowed" in page
+
+
+@pytest.mark.usefixtures("app")
+def test_ticks_the_scheduler_ran_are_not_run_again_after_their_records_were_trimmed(
+    redis: Redis, tmp_path: Path
+) -> None:
+    text = HOURLY.replace('cron = "0 * * * *"', 'every = "1m"') + "keep_runs = 3\n"
+    path = tmp_path / "schedule.toml"
+    path.write_text(text)
+    spec = load_schedule(path).specs["hourly"]
+    ledger = Ledger(redis, KEYS)
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=30)
+    apply_plan(redis, {"hourly": spec}, KEYS, start)  # as if synced half an hour ago
+    clock = Clock(start)
+    scheduler = CronworkScheduler(redis, KEYS, clock=clock)
+    handled = []
+    for minute in range(1, 9):  # the scheduler handles 8 ticks; each run succeeds
+        clock.now = start + timedelta(minutes=minute, milliseconds=5)
+        [job_id] = scheduler.enqueue_jobs()
+        tick = int(job_id.rsplit("-", 1)[1])
+        ledger.put("hourly", tick, {"state": "succeeded"})
+        handled.append(tick)
+    kept = {r["tick"] for r in ledger.history("hourly")}
+    assert len(kept) < len(handled)  # the dispatch trimmed the older records
+
+    before = start.astimezone(spec.zone).replace(tzinfo=None)
+    result = backfill(
+        spec,
+        before.isoformat(),
+        (before + timedelta(minutes=8)).isoformat(),
+        clock=lambda: NOW + timedelta(days=1),
+    )
+    assert result.taken == {tick: "succeeded" if tick in kept else "trimmed" for tick in handled}
+    # The one tick before the schedule's first handled tick never ran: it is enqueued.
+    assert result.enqueued == [KEYS.run_id("hourly", int(start.timestamp()))]
+
+
+@pytest.mark.usefixtures("app")
+def test_a_scheduled_tick_skipped_for_overlap_can_be_backfilled(redis: Redis, tmp_path: Path) -> None:
+    spec = registered(redis, tmp_path)
+    tick = int(datetime(2026, 11, 30, 0, tzinfo=UTC).timestamp())
+    Ledger(redis, KEYS).put("hourly", tick, {"state": "skipped_overlap"})
+    result = run(spec, "2026-11-30T08:00:00", "2026-11-30T08:00:00")
+    assert result.enqueued == [KEYS.run_id("hourly", tick)]
+
+
+@pytest.mark.usefixtures("app")
+def test_times_out_of_range_are_refused_in_one_line(redis: Redis, tmp_path: Path) -> None:
+    spec = registered(redis, tmp_path)
+    with pytest.raises(BackfillError, match="'from' is out of range: '0001-01-01T00:00:00'"):
+        run(spec, "0001-01-01T00:00:00", "2026-11-30T00:00:00")

@@ -56,6 +56,7 @@ def template(redis: Redis, s: ScheduleSpec, ticks: list[datetime], **changes: ob
         paused=False,
         queue_key=queue.key,
         finished_key=queue.finished_job_registry.key,
+        canceled_key=queue.canceled_job_registry.key,
         runs=[
             PlannedRun(int(t.timestamp()), KEYS.run_id(s.name, int(t.timestamp())), hashes.fields(s, t, Trigger.SCHEDULE))
             for t in ticks

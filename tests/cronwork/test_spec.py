@@ -77,8 +77,16 @@ BROKEN = {
     ),
     "no_trigger": ('[schedules.a]\nfunc = "jobs.system.health_check"', "(found none)"),
     "func_not_callable": (
-        '[schedules.a]\nfunc = "jobs.worker.defaults.SHUTDOWN_GRACE"\ncron = "0 * * * *"',
-        "schedules.a.func: 'jobs.worker.defaults' has no callable 'SHUTDOWN_GRACE'",
+        '[schedules.a]\nfunc = "jobs.diagnostics.NOT_THERE"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.diagnostics' has no callable 'NOT_THERE'",
+    ),
+    "func_imported": (
+        '[schedules.a]\nfunc = "jobs.system.write_heartbeat"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.system' imports 'write_heartbeat': name the function where it is defined",
+    ),
+    "func_worker_machinery": (
+        '[schedules.a]\nfunc = "jobs.worker.cli.main"\ncron = "0 * * * *"',
+        "schedules.a.func: 'jobs.worker.cli.main' is in the worker's own modules (jobs.worker, ",
     ),
     "at_with_offset": (
         '[schedules.a]\nfunc = "jobs.system.health_check"\nat = 2030-01-01T10:00:00+08:00',

@@ -71,13 +71,16 @@ def test_undecodable_and_foreign_jobs_are_failed_and_the_worker_goes_on(
     write_job(redis, "short", b'["jobs.diagnostics.sleep", null]', b"{}")
     write_job(redis, "meta-list", call("jobs.diagnostics.sleep", 0), b"[1, 2]")
     write_job(redis, "foreign", call("os.system", f"touch {marker}"), b"{}")
+    # Inside the jobs package, but the worker's own machinery: a worker started in a horse.
+    write_job(redis, "machinery", call("jobs.worker.cli.main", ["default"]), b"{}")
     write_job(redis, "bad-status", call("jobs.diagnostics.sleep", 0), b"{}", status="bogus")
     expected = {
         "pickled": "UndecodableJob: undecodable job data: data is a pickle (the format before JSON), never unpickled",
         "garbage": "UndecodableJob: undecodable job data: data is not JSON (JSONDecodeError: ",
         "short": "UndecodableJob: undecodable job data: data is not JSON (ValueError: ",
         "meta-list": "UndecodableJob: undecodable job data: meta is a JSON list, not an object",
-        "foreign": "ForbiddenJobFunction: refused: 'os.system' is outside the 'jobs' package",
+        "foreign": "ForbiddenJobFunction: refused: 'os.system' is outside the jobs package",
+        "machinery": "ForbiddenJobFunction: refused: 'jobs.worker.cli.main' is in the worker's own modules",
         "bad-status": "UndecodableJob: undecodable job data: bad job field (ValueError: 'bogus' is not a valid JobStatus)",
     }
 

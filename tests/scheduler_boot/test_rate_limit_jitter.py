@@ -24,6 +24,9 @@ from tests.scheduler_boot.test_scheduler import Clock
 
 KEYS = Keys()
 T0 = datetime(2026, 11, 22, 4, 0, tzinfo=UTC)
+# Synced after T0's run was due (its jitter is under 30 s): the first tick ahead is T0 + 1 min.
+# A sync at T0 itself keeps T0 ahead (test_a_sync_inside_a_ticks_jitter_keeps_it_ahead…).
+SYNCED = T0 + timedelta(seconds=45)
 
 RATE_LIMITED = """
 [schedules.often]
@@ -94,7 +97,7 @@ def test_rate_limit_is_parsed_and_refused_with_one_line_each() -> None:
 
 def test_jitter_delays_the_run_and_the_ledger_shows_tick_jitter_and_lag(redis: Redis) -> None:
     spec = schedule_from(JITTERED, T0).specs["jittered"]
-    apply_plan(redis, {"jittered": spec}, KEYS, T0)
+    apply_plan(redis, {"jittered": spec}, KEYS, SYNCED)
     tick = T0 + timedelta(minutes=1)
     jitter = spec.jitter_of(int(tick.timestamp()))
     assert 0 < jitter < 30
@@ -123,7 +126,7 @@ def test_jitter_delays_the_run_and_the_ledger_shows_tick_jitter_and_lag(redis: R
 
 def test_two_replicas_agree_on_every_jitter_and_push_each_tick_once(redis: Redis, redis_url: str) -> None:
     spec = schedule_from(JITTERED, T0).specs["jittered"]
-    apply_plan(redis, {"jittered": spec}, KEYS, T0)
+    apply_plan(redis, {"jittered": spec}, KEYS, SYNCED)
     clock = Clock(T0)
     replicas = [CronworkScheduler(Redis.from_url(redis_url), KEYS, clock=clock) for _ in range(2)]
     pushed: list[str] = []
@@ -159,9 +162,9 @@ def test_jitter_must_be_shorter_than_the_gap_between_runs() -> None:
 
 def test_a_changed_jitter_retimes_the_template_to_its_new_due_instant(redis: Redis) -> None:
     spec = schedule_from(JITTERED, T0).specs["jittered"]
-    apply_plan(redis, {"jittered": spec}, KEYS, T0)
+    apply_plan(redis, {"jittered": spec}, KEYS, SYNCED)
     changed = schedule_from(JITTERED.replace('"30s"', '"10s"'), T0).specs["jittered"]
-    plan = apply_plan(redis, {"jittered": changed}, KEYS, T0)
+    plan = apply_plan(redis, {"jittered": changed}, KEYS, SYNCED)
     assert plan.retimed == ["jittered"]
     tick = T0 + timedelta(minutes=1)
     assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("jittered")) == changed.score_of(tick)
@@ -175,3 +178,38 @@ def test_garbage_in_the_rate_window_resets_it_and_the_batch_still_dispatches(red
     pushed = CronworkScheduler(redis, KEYS, clock=clock).enqueue_jobs()
     assert sorted(pushed) == sorted(KEYS.run_id(name, int(T0.timestamp()) + 1) for name in ("often", "other"))
     assert redis.type(KEYS.schedule_rate("often")) == b"zset"
+
+
+ONE_OFF = """
+[schedules.once]
+func = "jobs.system.health_check"
+timezone = "UTC"
+at = "2026-11-22T04:10:00"
+jitter = "10m"
+"""
+
+
+def test_a_sync_inside_a_ticks_jitter_keeps_it_ahead_one_off_or_recurring(redis: Redis) -> None:
+    once = schedule_from(ONE_OFF, T0).specs["once"]
+    at = datetime(2026, 11, 22, 4, 10, tzinfo=UTC)
+    due = once.due_at(at)
+    assert due > at + timedelta(seconds=1)  # this name and tick draw a jitter of a few minutes
+    inside = at + (due - at) / 2  # a restart after `at`, before the run is due
+    assert not once.is_expired(inside) and once.is_expired(due + timedelta(seconds=1))
+    plan = apply_plan(redis, {"once": once}, KEYS, inside)
+    assert plan.added == ["once"] and plan.expired == {}
+    assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("once")) == due.timestamp()
+
+    recurring = schedule_from(JITTERED, T0).specs["jittered"]
+    tick = T0 + timedelta(minutes=1)
+    inside = tick + timedelta(seconds=recurring.jitter_of(int(tick.timestamp())) / 2)
+    apply_plan(redis, {"jittered": recurring}, KEYS, inside)
+    assert redis.zscore(RQ_SCHEDULER_SET, KEYS.template_id("jittered")) == recurring.score_of(tick)
+
+
+def test_jitter_is_at_most_a_day() -> None:
+    with pytest.raises(ScheduleError) as caught:
+        schedule_from(ONE_OFF.replace('"10m"', '"99999999d"'), T0)
+    assert caught.value.errors == [
+        "schedule.toml: schedules.once.jitter: 8639999913600s is longer than the most allowed, 86400s (1d)"
+    ]
