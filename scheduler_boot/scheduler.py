@@ -217,7 +217,9 @@ class CronworkScheduler(Scheduler):
             lags = sorted(lag for _, lag in done.enqueued)
             log.info("enqueued %d runs lag min=%.4fs max=%.4fs", len(lags), lags[0], lags[-1])
         for name, tick in done.rate_limited[:LOGGED_RUNS]:
-            log.warning("rate_limited schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat())
+            log.warning(
+                "rate_limited schedule=%s tick=%s", name, datetime.fromtimestamp(tick, UTC).isoformat()
+            )
         if len(done.rate_limited) > LOGGED_RUNS:
             log.warning("rate-limited ticks recorded: %d", len(done.rate_limited))
         for name, tick in done.paused[:LOGGED_RUNS]:
