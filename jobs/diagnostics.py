@@ -20,6 +20,14 @@ def sleep(seconds: float, scheduled_for: str | None = None) -> dict[str, float]:
     return {"slept": seconds}
 
 
+def hold(key: str, limit: float = 60.0) -> dict[str, float]:
+    """Run until a test pushes to the Redis list `key` (or for `limit` s): a run that ends when
+    it is told, not after a guess at how long the test's other steps take."""
+    started = time.monotonic()
+    cronwork.redis().blpop([key], timeout=limit)
+    return {"held": round(time.monotonic() - started, 3)}
+
+
 def sleep_ignoring_timeout(seconds: float, keep_running: bool = True) -> dict[str, object]:
     """Catch every Exception while sleeping — the bug that hides timeouts in seed systems."""
     deadline = time.monotonic() + seconds

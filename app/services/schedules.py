@@ -19,13 +19,14 @@ from typing import Any, cast
 
 from flask import Flask, current_app
 from redis import Redis
+from redis.exceptions import RedisError
 
 from app.extensions import cronwork
 from cronwork import store
 from cronwork.keys import CLAIM_TTL, RQ_SCHEDULER_SET, Keys
 from cronwork.ledger import Ledger
 from cronwork.loader import load_schedule
-from cronwork.ratelimit import RateLimit, admit_one
+from cronwork.ratelimit import RateLimit, admit_one, release_one
 from cronwork.runjob import build_run_job
 from cronwork.runs import RunWriter, Trigger, decode_streak
 from cronwork.serializer import json_queue
@@ -409,10 +410,16 @@ class ScheduleService:
                 log.warning("rate_limited manual run schedule=%s retry_at=%s", name, admission.retry_at)
                 raise RateLimited(name, spec.rate_limit, admission.retry_at)
         job = build_run_job(self.connection, spec, tick, job_id, Trigger.MANUAL)
-        with self.connection.pipeline(transaction=True) as pipe:
-            json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
-            RunWriter(self.connection, self.keys).enqueued(pipe, name, epoch, job_id, Trigger.MANUAL, now, 0)
-            pipe.execute()
+        try:
+            with self.connection.pipeline(transaction=True) as pipe:
+                json_queue(spec.queue, self.connection).enqueue_job(job, pipeline=pipe)
+                writer = RunWriter(self.connection, self.keys)
+                writer.enqueued(pipe, name, epoch, job_id, Trigger.MANUAL, now, 0)
+                pipe.execute()
+        except RedisError:
+            if spec.rate_limit is not None:  # nothing was enqueued: the slot goes back
+                release_one(self.connection, self.keys.schedule_rate(name), job_id)
+            raise
         log.info("manual run schedule=%s job_id=%s", name, job_id)
         return ManualRun(schedule=name, job_id=job_id, tick=epoch, queue=spec.queue)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,16 +54,22 @@ def test_buffer_one_runs_one_waits_then_runs_and_a_third_is_skipped(
     # arrive while the second one waits.
     workers(redis, processes, 3)
     base = datetime.now(UTC).replace(microsecond=0)
-    first = run(redis, "nightly", "buffer_one", 3, base - timedelta(seconds=3), timeout="4s")
+    # The first run holds the lock until the test releases it: however slow the machine, the
+    # second and third runs meet it running.
+    held = 'func = "jobs.diagnostics.hold"\ncron = "0 0 1 1 *"\ntimeout = "40s"\noverlap = "buffer_one"\n'
+    first = enqueue_run(redis, "nightly", held + 'args = ["release-nightly", 30]\n', base - timedelta(seconds=3))
     wait_until(lambda: state_is(redis, "nightly", first, "running"), timeout=20)
-    # Its wait (~3 s) and its sleep (2 s) exceed its 4 s timeout: the timeout counts from its start.
     second = run(redis, "nightly", "buffer_one", 2, base - timedelta(seconds=2), timeout="4s")
-    wait_until(lambda: state_is(redis, "nightly", second, "buffered"), timeout=10)
+    wait_until(lambda: state_is(redis, "nightly", second, "buffered"), timeout=20)
     waiting = record(redis, "nightly", second)
     assert waiting["waiting_for"] == first and "started_at" not in waiting
     third = run(redis, "nightly", "buffer_one", 0.5, base - timedelta(seconds=1))
-    wait_until(lambda: state_is(redis, "nightly", third, "skipped_overlap"), timeout=10)
+    wait_until(lambda: state_is(redis, "nightly", third, "skipped_overlap"), timeout=20)
     assert state_is(redis, "nightly", second, "buffered")  # still waiting for the first one
+    # Its wait (≥ 3 s) and its sleep (2 s) exceed its 4 s timeout: the timeout counts from its
+    # start. The wait is made long enough on purpose, then the first run is released.
+    time.sleep(max(3.0 - (datetime.now(UTC) - at(waiting["buffered_at"])).total_seconds(), 0))
+    redis.rpush("release-nightly", "go")
 
     wait_until(lambda: state_is(redis, "nightly", second, "succeeded"), timeout=20)
     ran, waited, skipped = (record(redis, "nightly", job) for job in (first, second, third))
