@@ -37,10 +37,33 @@ atexit.register(shutil.rmtree, os.environ["CRONWORK_INSTANCE_DIR"], True)
 os.environ["ALLOW_WEAK_SECRETS"] = "1"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, the controller starts the chaos harness once, before its workers
+    (tests/test_chaos.py), when the run includes that test; the workers inherit where its
+    report goes."""
+    if not _is_xdist_controller(config) or not _selects_chaos(config):
+        return
+    from tests.test_chaos import REPORT_ENV, launch_chaos
+
+    report = Path(tempfile.mkstemp(prefix="cronwork-chaos-", suffix=".log")[1])
+    os.environ[REPORT_ENV] = str(report)
+    config.stash[_CHAOS] = launch_chaos(report)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """The controller's harness, if the run ended before it did, is stopped."""
+    process = config.stash.get(_CHAOS, None)
+    if process is not None:
+        from tests.test_chaos import stop_chaos
+
+        stop_chaos(process)
+
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the chaos harness in the background as soon as its test is collected (see
-    tests/test_chaos.py): it runs beside the in-process tests instead of after them."""
+    """Without xdist: start the chaos harness in the background as soon as its test is
+    collected, so it runs beside the in-process tests instead of after them."""
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller started it
     if any(item.path.name == "test_chaos.py" for item in session.items):
         from tests.test_chaos import start_chaos
 
@@ -50,8 +73,28 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """A background chaos run the session did not wait for (it stopped early) is stopped."""
     chaos = sys.modules.get("tests.test_chaos")
-    if chaos is not None:
+    if chaos is not None and not hasattr(session.config, "workerinput"):
         chaos.stop_chaos()
+
+
+_CHAOS = pytest.StashKey[subprocess.Popen[bytes]]()
+
+
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    return not hasattr(config, "workerinput") and bool(getattr(config.option, "numprocesses", None))
+
+
+def _selects_chaos(config: pytest.Config) -> bool:
+    """Whether the command line's paths include tests/test_chaos.py (no -k/-m filter)."""
+    if config.option.keyword or config.option.markexpr:
+        return False
+    chaos = (PROJECT_ROOT / "tests" / "test_chaos.py").resolve()
+    paths = [arg.split("::")[0] for arg in config.args] or ["tests"]
+    for arg in paths:
+        path = (Path(config.invocation_params.dir) / arg).resolve()
+        if path == chaos or path in chaos.parents:
+            return True
+    return False
 
 
 @pytest.fixture(scope="session")
@@ -163,7 +206,9 @@ class Processes:
         answers (any status: /healthz may say 503)."""
         port = free_port()
         extra = {"WEB_HOST": "127.0.0.1", "WEB_PORT": str(port), "WEB_CONCURRENCY": "1", **env}
-        web = self.start("-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name=name, extra_env=extra)
+        web = self.start(
+            "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()", name=name, extra_env=extra
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until(lambda: web.poll() is not None or http_answers(f"{base}/healthz"), timeout=30)

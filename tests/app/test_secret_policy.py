@@ -47,7 +47,12 @@ def test_placeholders_are_recognised_whatever_the_case(value: str) -> None:
     assert is_placeholder(value)
 
 
-@pytest.mark.parametrize("value", [STRONG_KEY, STRONG_TOKEN, STRONG_PASSWORD, "secretary bird migration"])
+# Generated values get fixed ids: pytest-xdist's workers must collect the same test names.
+@pytest.mark.parametrize(
+    "value",
+    [STRONG_KEY, STRONG_TOKEN, STRONG_PASSWORD, "secretary bird migration"],
+    ids=["key", "generated-token", "passphrase", "phrase"],
+)
 def test_real_values_are_not_placeholders(value: str) -> None:
     assert not is_placeholder(value)
 
@@ -80,6 +85,7 @@ def test_weak_values_are_refused_with_the_rule_and_never_the_value(setting: str,
     ("setting", "value"),
     [("SECRET_KEY", STRONG_KEY), ("SECRET_KEY", secrets.token_hex(16)), ("ADMIN_TOKEN", STRONG_TOKEN),
      ("ADMIN_PASSWORD", STRONG_PASSWORD), ("ADMIN_PASSWORD", secrets.token_urlsafe(12))],
+    ids=["key", "generated-key", "generated-token", "passphrase", "generated-password"],
 )
 def test_strong_values_pass(setting: str, value: str) -> None:
     assert weakness(setting, value, USER) is None
