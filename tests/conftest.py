@@ -41,7 +41,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist, the controller starts the chaos harness once, before its workers
     (tests/test_chaos.py), when the run includes that test; the workers inherit where its
     report goes."""
-    if not _is_xdist_controller(config) or not _selects_chaos(config):
+    if not _is_xdist_controller(config) or not _selects_chaos(config) or config.option.collectonly:
         return
     from tests.test_chaos import REPORT_ENV, launch_chaos
 
@@ -54,16 +54,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """The controller's harness, if the run ended before it did, is stopped."""
     process = config.stash.get(_CHAOS, None)
     if process is not None:
-        from tests.test_chaos import stop_chaos
+        from tests.test_chaos import REPORT_ENV, stop_chaos
 
         stop_chaos(process)
+        Path(os.environ[REPORT_ENV]).unlink(missing_ok=True)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Without xdist: start the chaos harness in the background as soon as its test is
     collected, so it runs beside the in-process tests instead of after them."""
-    if hasattr(session.config, "workerinput"):
-        return  # an xdist worker: the controller started it
+    if hasattr(session.config, "workerinput") or session.config.option.collectonly:
+        return  # an xdist worker (the controller started it), or nothing will run
     if any(item.path.name == "test_chaos.py" for item in session.items):
         from tests.test_chaos import start_chaos
 

@@ -85,15 +85,17 @@ def start_chaos() -> ChaosRun:
 def stop_chaos(process: subprocess.Popen[bytes] | None = None) -> None:
     """At the end of the session: a harness still running (the suite stopped early) is stopped;
     it stops and removes everything it started."""
+    own = process is None and _run is not None and _run.process is not None
     process = process or (_run.process if _run is not None else None)
-    if process is None or process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    if process is not None and process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if own and _run is not None:
+        _run.report.unlink(missing_ok=True)  # this session's report (the controller removes its own)
 
 
 def test_a_minute_of_chaos_breaks_no_rule() -> None:
