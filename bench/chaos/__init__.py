@@ -21,7 +21,8 @@ find abandoned runs (heartbeat TTL + maintenance, SETTLE_MAX at most) → audit.
 
 Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (see audit.py):
  1. the ledger has a record, naming the run's job, and its state is final: succeeded, failed,
-    timed_out, abandoned, skipped_overlap or missed (never running, enqueued, retrying, paused);
+    timed_out, abandoned, skipped_overlap, missed or rate_limited (never running, enqueued,
+    retrying, paused);
  2. the state is one the schedule can reach (EXPECTED): a sleep never fails, `fail` never
     succeeds, the 1 s timeout always times out. Excused (counted, not violations): `failed`
     for a run in flight while Redis was down (its result could not be written). A run a killed
@@ -52,7 +53,11 @@ Rules, for every tick t of every schedule with chaos start ≤ t ≤ chaos end (
     scheduled ones stay in rq-scheduler's set, parked (not due, not enqueued, not deleted);
     no process exited over them (rule 8);
 11. no run was pushed before its tick by Redis's clock (its record's `lag` is never
-    negative), whichever replica pushed it, the skewed one included.
+    negative), whichever replica pushed it, the skewed one included;
+12. quick_jitter (`jitter = "2s"`): every pushed run's `jitter` is the one (schedule, tick)
+    derives, whichever replica pushed it, and it was pushed after tick + jitter;
+13. quick_limited (`rate_limit = "2/7s"`): never 3 runs enqueued within 7 s (push times,
+    Redis's clock, across replica kills and the Redis restart); a `rate_limited` tick never ran.
 Any violation is printed with its evidence and the exit status is 1.
 """
 

@@ -8,7 +8,9 @@ QUEUE = "default"
 KEYS = Keys("cronwork")
 RAN_KEY = "chaos:ran:{}"
 ABANDONED = "AbandonedJobError"
-FINAL = frozenset({"succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed"})
+FINAL = frozenset(
+    {"succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed", "rate_limited"}
+)
 
 SCHEDULE = """\
 [defaults]
@@ -64,6 +66,22 @@ overlap = "allow"
 timeout = "10s"
 retries = 2
 
+[schedules.quick_jitter]   # exactly once with a jitter: every replica derives the same delay
+func = "jobs.diagnostics.record_run"
+kwargs = { key = "chaos:ran:quick_jitter" }
+every = "3s"
+jitter = "2s"
+overlap = "allow"
+timeout = "10s"
+
+[schedules.quick_limited]  # at most 2 runs enqueued in any 7 s, admitted in the push script
+func = "jobs.diagnostics.record_run"
+kwargs = { key = "chaos:ran:quick_limited" }
+every = "2s"
+rate_limit = "2/7s"
+overlap = "allow"
+timeout = "10s"
+
 [schedules.times_out]
 func = "jobs.diagnostics.sleep"
 kwargs = { seconds = 5.0 }
@@ -78,9 +96,20 @@ EXPECTED = {
     "quick_retry": {"succeeded", "abandoned"},
     "sleep_allow": {"succeeded", "abandoned"},
     "sleep_skip": {"succeeded", "skipped_overlap", "abandoned"},
+    "quick_jitter": {"succeeded", "abandoned"},
+    "quick_limited": {"succeeded", "rate_limited", "abandoned"},
     "flaky": {"failed", "abandoned"},
     "times_out": {"timed_out", "abandoned"},
 }
-EXACTLY_ONCE = ("quick_once", "quick_skip")
+EXACTLY_ONCE = ("quick_once", "quick_skip", "quick_jitter", "quick_limited")
 ONCE_PER_ATTEMPT = ("quick_retry",)
-STATES = ("succeeded", "failed", "timed_out", "abandoned", "skipped_overlap", "missed", "other")
+STATES = (
+    "succeeded",
+    "failed",
+    "timed_out",
+    "abandoned",
+    "skipped_overlap",
+    "missed",
+    "rate_limited",
+    "other",
+)

@@ -21,7 +21,8 @@ from bench.chaos.schedule import (
 )
 from bench.chaos.timeline import Timeline, epoch
 from cronwork.misfire import ON_TIME_TOLERANCE
-from cronwork.spec import Schedule
+from cronwork.ratelimit import RateLimit
+from cronwork.spec import Schedule, ScheduleSpec
 from jobs.runtime import HARD_KILL_GRACE
 
 MISS_SLACK = 2.0  # s before an outage a tick may already be unhandled (one pass + margin)
@@ -39,6 +40,7 @@ class TickAuditor:
         self.result = evidence.result
         self.violation = evidence.violation
         self.timeouts = {name: spec.timeout for name, spec in schedule.enabled.items()}
+        self.specs = dict(schedule.enabled)
         self.targets = targets
         self.timeline = timeline
 
@@ -72,6 +74,48 @@ class TickAuditor:
                         KEYS.run_id(name, tick),
                     )
             self.tick(name, retries, tick, record, ran)
+        spec = self.specs[name]
+        if spec.jitter:
+            self.jitters(name, spec, [records[t] for t in ticks if t in records])
+        if spec.rate_limit is not None:
+            self.rate_window(name, spec.rate_limit, [records[t] for t in ticks if t in records])
+
+    def jitters(self, name: str, spec: ScheduleSpec, records: list[dict[str, Any]]) -> None:
+        """Rule 12: a pushed run's jitter is the one its (schedule, tick) derives, whichever
+        replica pushed it (the skewed one included), and it was pushed after tick + jitter."""
+        for record in records:
+            if "enqueued_at" not in record:
+                continue
+            tick, expected = record["tick"], spec.jitter_of(record["tick"])
+            if abs(float(record.get("jitter", -1)) - expected) > 0.0015:
+                self.violation(
+                    f"{name} tick {tick}: jitter {record.get('jitter')} pushed by {record.get('scheduler')}, "
+                    f"expected {expected} (rule 12)",
+                    KEYS.run_id(name, tick),
+                )
+            pushed = epoch(record["enqueued_at"])
+            if pushed is not None and pushed < tick + expected - 0.001:
+                self.violation(
+                    f"{name} tick {tick}: pushed {tick + expected - pushed:.3f}s before tick + jitter (rule 12)",
+                    KEYS.run_id(name, tick),
+                )
+
+    def rate_window(self, name: str, rate: RateLimit, records: list[dict[str, Any]]) -> None:
+        """Rule 13: never more than `rate.limit` runs enqueued in any `rate.window` s (by the
+        push times, Redis's clock), and a refused tick was enqueued by nothing."""
+        pushes = sorted(t for r in records if (t := epoch(r.get("enqueued_at"))) is not None)
+        for first, later in zip(pushes, pushes[rate.limit :], strict=False):
+            if later - first < rate.window - 0.001:
+                self.violation(
+                    f"{name}: {rate.limit + 1} runs enqueued within {later - first:.3f}s, "
+                    f"limit {rate.text} (rule 13)"
+                )
+        for record in records:
+            if record.get("state") == "rate_limited" and self.ledger.attempts(name, record["tick"]):
+                self.violation(
+                    f"{name} tick {record['tick']}: rate_limited but it has attempts (rule 13)",
+                    KEYS.run_id(name, record["tick"]),
+                )
 
     def tick(
         self, name: str, retries: int, tick: int, record: dict[str, Any], ran: Counter[int] | None
@@ -85,6 +129,10 @@ class TickAuditor:
         attempts = self.ledger.attempts(name, tick)
         if state == "missed":
             self.missed(where, tick, record, attempts, ran)
+            return
+        if state == "rate_limited":
+            if attempts or (ran is not None and ran[tick]):
+                self.violation(f"{where}: rate_limited but it ran (rule 13)", job_id, name, tick)
             return
         if state not in EXPECTED[name]:
             excuse = self.excuse(name, attempts[-1]) if attempts and state == "failed" else None
