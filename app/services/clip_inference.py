@@ -134,11 +134,16 @@ def _infer_batch(
     insert = upsert_insert(cast(Table, ImageInference.__table__))
     # A concurrent run of the same day (a backfill beside the nightly tick) may have stored
     # some of them meanwhile: theirs stay, with the same model the result is the same.
-    db.session.execute(
-        insert.on_conflict_do_nothing(index_elements=["image_id", "model_name", "model_version"]), rows
-    )
+    stored = db.session.scalars(
+        insert.on_conflict_do_nothing(index_elements=["image_id", "model_name", "model_version"]).returning(
+            ImageInference.id
+        ),
+        rows,
+    ).all()
     db.session.commit()
-    summary.inferred += len(rows)
+    # Only the rows this run stored: those a concurrent run stored first are not counted twice.
+    summary.inferred += len(stored)
+    summary.skipped += len(rows) - len(stored)
     summary.store_seconds += time.perf_counter() - clock
 
 

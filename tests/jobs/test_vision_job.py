@@ -91,6 +91,7 @@ def results() -> list[ImageInference]:
     return list(db.session.scalars(select(ImageInference).order_by(ImageInference.image_id)))
 
 
+@pytest.mark.both_databases  # the results' INSERT … ON CONFLICT … RETURNING on both dialects
 def test_the_job_embeds_and_labels_the_days_images_then_skips_them(photographed: dict[str, list[int]]) -> None:
     summary = vision.daily_clip_inference(TICK.isoformat())
     assert summary["day"] == "2026-01-05" and summary["model"] == "tiny-clip@1"
