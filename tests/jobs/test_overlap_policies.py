@@ -21,7 +21,7 @@ from cronwork.serializer import JSONJob
 from jobs.outcomes import RunRecorder
 from jobs.overlap import stop_holder, wait_for_turn
 from tests.conftest import Processes, wait_until
-from tests.jobs.helpers import KEYS, enqueue_run, record, rq_status_is, state_is
+from tests.jobs.helpers import KEYS, children, enqueue_run, kill9, record, rq_status_is, state_is
 from tests.scheduler_boot.helpers import schedule_from
 
 pytestmark = pytest.mark.slow
@@ -134,3 +134,27 @@ def test_cancel_other_gives_up_on_a_run_that_cannot_be_stopped(redis: Redis) -> 
     assert recorder.skipped_overlap(waiter, {"skipped": "overlap"}).current
     assert record(redis, "latest", waiter_id)["state"] == RunState.SKIPPED_OVERLAP
     assert redis.get(KEYS.overlap_waiter("latest")) is None
+
+
+def test_buffer_one_a_killed_waiter_frees_its_place_for_the_next_run(redis: Redis, processes: Processes) -> None:
+    workers(redis, processes, 3)
+    base = datetime.now(UTC).replace(microsecond=0)
+    held = 'func = "jobs.diagnostics.hold"\ncron = "0 0 1 1 *"\ntimeout = "40s"\noverlap = "buffer_one"\n'
+    first = enqueue_run(redis, "waiters", held + 'args = ["release-waiters", 30]\n', base - timedelta(seconds=3))
+    wait_until(lambda: state_is(redis, "waiters", first, "running"), timeout=20)
+    second = run(redis, "waiters", "buffer_one", 0.5, base - timedelta(seconds=2))
+    wait_until(lambda: state_is(redis, "waiters", second, "buffered"), timeout=20)
+
+    # SIGKILL the waiter's worker and its work horse, as an OOM killer would.
+    waiter = Worker.find_by_key(f"rq:worker:{record(redis, 'waiters', second)['worker']}", connection=redis)
+    assert waiter is not None and waiter.pid
+    for pid in [waiter.pid, *children(waiter.pid)]:
+        kill9(pid)
+    # Its place lapses within WAITER_TTL; the next run then takes it instead of being skipped.
+    wait_until(lambda: redis.get(KEYS.overlap_waiter("waiters")) is None, timeout=WAITER_TTL + 2)
+    third = run(redis, "waiters", "buffer_one", 0.5, base - timedelta(seconds=1))
+    wait_until(lambda: state_is(redis, "waiters", third, "buffered", "skipped_overlap"), timeout=WAITER_TTL + 15)
+    assert record(redis, "waiters", third)["state"] == "buffered"
+    redis.rpush("release-waiters", "go")
+    wait_until(lambda: state_is(redis, "waiters", third, "succeeded"), timeout=20)
+    assert record(redis, "waiters", first)["state"] == "succeeded"
