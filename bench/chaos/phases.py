@@ -109,10 +109,14 @@ def run_chaos(
 def drain(cluster: Cluster, conn: Redis, schedule: Schedule, timeline: Timeline) -> None:
     """Keep the schedulers until every tick up to the end of chaos is handled, then stop them."""
     deadline = time.monotonic() + DRAIN_MAX
-    templates = [KEYS.template_id(name) for name in schedule.enabled]
+    specs = list(schedule.enabled.values())
     while time.monotonic() < deadline:
-        scores = [conn.zscore(RQ_SCHEDULER_SET, t) for t in templates]
-        if all(s is not None and s > timeline.chaos_end for s in scores):
+        scores = [conn.zscore(RQ_SCHEDULER_SET, KEYS.template_id(spec.name)) for spec in specs]
+        # A score is the next tick's due instant (tick + jitter): the tick is what must be past.
+        if all(
+            score is not None and spec.tick_of(score).timestamp() > timeline.chaos_end
+            for spec, score in zip(specs, scores, strict=True)
+        ):
             break
         _wait(cluster, 0.5)
     cluster.stop("scheduler")
