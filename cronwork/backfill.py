@@ -33,6 +33,7 @@ from redis import Redis
 from rq import Queue
 from rq.utils import now, utcformat
 
+from cronwork.dispatch import pairs
 from cronwork.keys import CLAIM_TTL, RQ_JOB_PREFIX, Keys
 from cronwork.ledger import LEDGER_TTL
 from cronwork.ratelimit import ADMIT_LUA
@@ -221,9 +222,9 @@ class Backfiller:
             ]
             enqueued, taken, limited = cast(list[Any], self._script(keys=keys, args=args))
             result.enqueued += [job_id.decode() for job_id in enqueued]
-            result.taken.update({int(tick): state.decode() for tick, state in _pairs(taken)})
+            result.taken.update({int(tick): state.decode() for tick, state in pairs(taken)})
             result.rate_limited.update(
-                {int(tick): datetime.fromtimestamp(float(retry), UTC) for tick, retry in _pairs(limited)}
+                {int(tick): datetime.fromtimestamp(float(retry), UTC) for tick, retry in pairs(limited)}
             )
         return result
 
@@ -238,7 +239,3 @@ def _epoch(raw: bytes | None) -> int:
 
 def _iso(epoch: int) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
-
-
-def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
-    return list(zip(flat[::2], flat[1::2], strict=True))

@@ -149,10 +149,10 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
         else
           local admitted, retry = true, 0
           if rate > 0 then admitted, retry = admit(ratekey, rate, window, at, id) end
-          local jitter = string.format('%.3f', tonumber(run[4]) - tonumber(tick))
+          local jitter = tonumber(run[4]) - tonumber(tick)
           if not admitted then
             put(tick, 'state', 'rate_limited', 'job_id', id, 'trigger', 'schedule',
-              'rate_limited_at', iso, 'retry_at', string.format('%.6f', retry), 'jitter', jitter)
+              'rate_limited_at', iso, 'retry_at', string.format('%.6f', retry))
             redis.call('HINCRBY', KEYS[5], stat .. 'runs:rate_limited', 1)
             limited[#limited + 1] = name
             limited[#limited + 1] = tick
@@ -162,11 +162,13 @@ for _, tpl in ipairs(cmsgpack.unpack(ARGV[6])) do
             queues[queue] = true
             local lag = string.format('%.6f', at - tonumber(run[4]))
             put(tick, 'state', 'enqueued', 'job_id', id, 'trigger', 'schedule', 'enqueued_at', iso,
-              'lag', lag, 'jitter', jitter, 'scheduler', replica)
+              'lag', lag, 'scheduler', replica)
             redis.call('HSET', KEYS[5], stat .. 'lag', lag)
             enqueued[#enqueued + 1] = id
             enqueued[#enqueued + 1] = lag
           end
+          -- Only a jittered schedule's records carry it: no bytes added to every other run.
+          if jitter > 0 then redis.call('HSET', recp .. tick, 'jitter', string.format('%.3f', jitter)) end
         end
       end
     end
@@ -290,13 +292,13 @@ class Dispatcher:
         out = Dispatched()
         for reply in self._evalsha(batches):
             enqueued, missed, moved, pruned, paused, early, limited = cast(list[Any], reply)
-            out.enqueued += [(id_.decode(), float(lag)) for id_, lag in _pairs(enqueued)]
-            out.missed += [(name.decode(), int(tick)) for name, tick in _pairs(missed)]
+            out.enqueued += [(id_.decode(), float(lag)) for id_, lag in pairs(enqueued)]
+            out.missed += [(name.decode(), int(tick)) for name, tick in pairs(missed)]
             out.moved += int(moved)
             out.pruned += int(pruned)
-            out.paused += [(name.decode(), int(tick)) for name, tick in _pairs(paused)]
+            out.paused += [(name.decode(), int(tick)) for name, tick in pairs(paused)]
             out.early += int(early)
-            out.rate_limited += [(name.decode(), int(tick)) for name, tick in _pairs(limited)]
+            out.rate_limited += [(name.decode(), int(tick)) for name, tick in pairs(limited)]
         return out
 
     def _evalsha(self, batches: Sequence[Sequence[Any]]) -> list[Any]:
@@ -349,5 +351,6 @@ class Dispatcher:
         return [*self._head, msgpack.packb(batch, use_bin_type=False)]
 
 
-def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+def pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
+    """A flat script reply (a, b, a, b, …) as (a, b) pairs; the backfill script replies so too."""
     return list(zip(flat[::2], flat[1::2], strict=True))
